@@ -1,0 +1,1 @@
+"""Streamline core: engine, run model, Store protocol, hooks and errors."""

@@ -1,0 +1,293 @@
+"""The Store protocol: the one seam between the engine and a database.
+
+This docstring is the normative contract. A backend is correct when it keeps
+every rule below; ``streamline_testing.conformance`` checks each of them.
+
+Operations are *semantic* (claim, transition, heartbeat), never "run this
+query". Time is always passed in by the engine (``now``): a store never reads
+a clock of its own, so fake clocks in tests and the conformance suite control
+expiry exactly.
+
+Documents
+    A run is stored as the fields of :class:`~streamline_core.run.WorkflowRun`
+    (``run_to_document``); reads go through ``run_from_document``, which turns
+    an invalid document into ``DataCorruptionError``. Datetimes are aware UTC
+    and must round-trip with at least millisecond precision.
+
+Required operations
+    ``create(run) -> (run, created)``
+        Insert atomically. When ``run.idempotency_key`` is set and an *active*
+        (``draft``/``running``/``waiting``) run with the same
+        ``(workflow_id, tenant_id, idempotency_key)`` exists, insert nothing
+        and return ``(that_run, False)``. Race-safe: of N concurrent creates
+        with one key exactly one inserts. Creating an id that exists raises
+        ``ConflictError``.
+    ``get(run_id) -> run | None``
+        One run, read consistently (never a half-applied write).
+    ``claim(worker, now, lease_for, limit, workflows, tenant_id=None) -> [run]``
+        Atomically lease up to ``limit`` claimable runs to ``worker`` and
+        return them as stored after the claim. Claimable means all of:
+        status in ``draft``/``running``/``waiting``; ``next_run_at`` is set
+        and ``<= now``; ``paused`` is false; ``lease`` is null or
+        ``lease.expires_at <= now``; ``workflow_id in workflows``; and, when
+        ``tenant_id`` is given, ``run.tenant_id == tenant_id``.
+        Order: ``priority`` descending, then ``next_run_at`` ascending (then
+        id, for stability). Each claimed run gets ``lease = {owner: worker,
+        expires_at: now + lease_for}`` and ``revision + 1``; taking over an
+        *expired* lease of a ``running`` run also does ``recoveries + 1``. A
+        store may read candidates first, but each lease must be one
+        conditional write whose filter repeats the claimable conditions and
+        pins the revision it read: while a lease is live a run is never
+        returned to two workers.
+    ``transition(run_id, expected_revision, patch, owner=None) -> run``
+        Compare-and-set. Apply ``patch`` only if the stored ``revision ==
+        expected_revision`` and, when ``owner`` is given, ``lease.owner ==
+        owner`` (an expired lease nobody took over still counts as owned).
+        Bump ``revision`` by one and return the run as now stored. Otherwise
+        raise ``ConflictError`` (stale revision, foreign or missing lease) or
+        ``RunNotFound`` as ``WorkflowNotFoundError``. The write is all or
+        nothing. This is the fencing token: a worker whose lease was taken
+        over can never write again.
+    ``heartbeat(run_id, owner, now, lease_for) -> RunStatus``
+        If ``lease.owner == owner``, set ``lease.expires_at = now +
+        lease_for`` and return the run's status (so the worker learns of a
+        cancellation). Does **not** bump ``revision``. Otherwise raise
+        ``LeaseLostError`` (also for an unknown run).
+    ``find(query) -> RunPage`` / ``count(query) -> int`` / ``delete(query) -> int``
+        Typed :class:`RunQuery` filters, combined with AND; see its fields.
+        ``find`` sorts by ``query.sort`` with the id as tie-breaker and pages
+        with an opaque keyset cursor (``encode_cursor``/``decode_cursor``).
+        ``delete`` removes only matching runs and returns how many.
+    ``close()``
+        Release connections and threads. Idempotent.
+
+Patches
+    A patch maps a dotted path to its new value: a top-level field
+    (``"status"``), an element of ``steps`` by index (``"steps.3"`` or
+    ``"steps.3.status"``), or a key of a dict field (``"context.total"``,
+    ``"meta.user"``). :data:`UNSET` as a value removes a dict key. Values are
+    document values (``run_to_document`` shapes: dicts, lists, aware
+    datetimes, JSON scalars). A patch touches only its paths; no two paths
+    in one patch overlap. :func:`apply_patch` implements this for stores
+    that keep whole documents.
+
+Errors
+    Every backend exception is translated into ``streamline_core.errors``:
+    ``ConflictError``, ``LeaseLostError``, ``StoreUnavailableError`` (transient:
+    connection, timeout, lock contention), ``DataCorruptionError``,
+    ``WorkflowNotFoundError``. Nothing backend-specific escapes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal, Protocol, runtime_checkable
+
+from streamline_core.run import RunPage, RunStatus, WorkflowRun
+
+__all__ = ["Store", "RunQuery", "UNSET", "SortKey", "apply_patch", "matches_query", "sort_key"]
+
+
+class _Unset:
+    _instance: _Unset | None = None
+
+    def __new__(cls) -> _Unset:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+    def __reduce__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = _Unset()
+"""Patch value that removes a key (``$unset`` on Mongo)."""
+
+SortKey = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunQuery:
+    """A typed filter over runs. Every set field must match (AND).
+
+    Attributes:
+        workflow_id: One workflow name or several.
+        status: One status or several.
+        tenant_id: Exact tenant.
+        run_ids: Only these ids.
+        meta: Equality on ``meta.<key>`` for each item.
+        context: Equality on ``context.<key>`` for each item.
+        created_after: ``created_at >= created_after``.
+        created_before: ``created_at < created_before``.
+        updated_before: ``updated_at < updated_before`` (cleanup).
+        waiting_for_event: Runs whose ``status == waiting`` and
+            ``wait.kind == "event"`` and ``wait.event`` equals this name.
+        hook_token_hash: Runs whose ``wait.hook_token_hash`` equals this.
+        sort: ``created_at``/``updated_at``, ``-`` for descending; ties by id.
+        limit: Page size for ``find`` (``None``: all). Ignored by count/delete.
+        cursor: ``RunPage.next_cursor`` of the previous page.
+    """
+
+    workflow_id: str | Sequence[str] | None = None
+    status: RunStatus | Sequence[RunStatus] | None = None
+    tenant_id: str | None = None
+    run_ids: Sequence[str] | None = None
+    meta: Mapping[str, Any] | None = None
+    context: Mapping[str, Any] | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    updated_before: datetime | None = None
+    waiting_for_event: str | None = None
+    hook_token_hash: str | None = None
+    sort: SortKey = "-created_at"
+    limit: int | None = 50
+    cursor: str | None = None
+
+    def workflow_ids(self) -> tuple[str, ...] | None:
+        """``workflow_id`` normalised to a tuple (``None`` when unfiltered)."""
+        if self.workflow_id is None:
+            return None
+        if isinstance(self.workflow_id, str):
+            return (self.workflow_id,)
+        return tuple(self.workflow_id)
+
+    def statuses(self) -> tuple[RunStatus, ...] | None:
+        """``status`` normalised to a tuple of ``RunStatus`` (``None`` when unfiltered)."""
+        if self.status is None:
+            return None
+        if isinstance(self.status, str):
+            return (RunStatus(self.status),)
+        return tuple(RunStatus(s) for s in self.status)
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The operations the engine needs from a backend; see the module docstring."""
+
+    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+        """Insert ``run``, or return the active run holding its idempotency key."""
+        ...
+
+    async def get(self, run_id: str) -> WorkflowRun | None:
+        """The run with this id, or ``None``."""
+        ...
+
+    async def claim(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` claimable runs to ``worker``."""
+        ...
+
+    async def transition(
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: str | None = None,
+    ) -> WorkflowRun:
+        """Compare-and-set ``patch`` onto the run; returns the run as stored."""
+        ...
+
+    async def heartbeat(
+        self, run_id: str, owner: str, now: datetime, lease_for: float
+    ) -> RunStatus:
+        """Extend ``owner``'s lease; returns the run's status."""
+        ...
+
+    async def find(self, query: RunQuery) -> RunPage:
+        """One page of runs matching ``query``."""
+        ...
+
+    async def count(self, query: RunQuery) -> int:
+        """How many runs match ``query``."""
+        ...
+
+    async def delete(self, query: RunQuery) -> int:
+        """Delete the runs matching ``query``; returns how many."""
+        ...
+
+    async def close(self) -> None:
+        """Release resources; idempotent."""
+        ...
+
+
+def apply_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """Apply ``patch`` to ``doc`` in place (and return it), for whole-document stores.
+
+    Values are deep-copied so the caller's patch never aliases the stored
+    document. Raises ``KeyError``/``IndexError`` for a path that does not
+    exist (a list index past the end, a missing intermediate key).
+    """
+    for path, value in patch.items():
+        parts = path.split(".")
+        target: Any = doc
+        for part in parts[:-1]:
+            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(target, list):
+            if value is UNSET:
+                raise KeyError(f"cannot unset list element {path!r}")
+            target[int(last)] = copy.deepcopy(value)
+        elif value is UNSET:
+            target.pop(last, None)
+        else:
+            target[last] = copy.deepcopy(value)
+    return doc
+
+
+def sort_key(query: RunQuery) -> tuple[str, bool]:
+    """``(field, descending)`` of ``query.sort``."""
+    desc = query.sort.startswith("-")
+    return query.sort.lstrip("-"), desc
+
+
+def matches_query(run: WorkflowRun, query: RunQuery) -> bool:
+    """Whether ``run`` satisfies every filter of ``query`` (cursor and limit aside).
+
+    A reference implementation for stores that filter in Python.
+    """
+    wf = query.workflow_ids()
+    if wf is not None and run.workflow_id not in wf:
+        return False
+    st = query.statuses()
+    if st is not None and run.status not in st:
+        return False
+    if query.tenant_id is not None and run.tenant_id != query.tenant_id:
+        return False
+    if query.run_ids is not None and run.id not in query.run_ids:
+        return False
+    for field, filt in (("meta", query.meta), ("context", query.context)):
+        if filt:
+            data = getattr(run, field)
+            for k, v in filt.items():
+                if k not in data or data[k] != v:
+                    return False
+    if query.created_after is not None and run.created_at < query.created_after:
+        return False
+    if query.created_before is not None and run.created_at >= query.created_before:
+        return False
+    if query.updated_before is not None and run.updated_at >= query.updated_before:
+        return False
+    if query.waiting_for_event is not None and not (
+        run.status == RunStatus.WAITING
+        and run.wait is not None
+        and run.wait.kind == "event"
+        and run.wait.event == query.waiting_for_event
+    ):
+        return False
+    return not (
+        query.hook_token_hash is not None
+        and (run.wait is None or run.wait.hook_token_hash != query.hook_token_hash)
+    )
