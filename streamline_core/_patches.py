@@ -1,0 +1,205 @@
+"""Pure builders of the store patches the engine writes (one per committed step)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from streamline_core.errors import ErrorCode
+from streamline_core.run import RunError, RunStatus, StepState, StepStatus, WaitState, WorkflowRun
+
+__all__ = [
+    "lease_value",
+    "complete_step",
+    "suspend_step",
+    "retry_step",
+    "fail_run",
+    "release",
+]
+
+
+def lease_value(owner: str, now: datetime, lease_for: float) -> dict[str, Any]:
+    """A lease document."""
+    return {"owner": owner, "expires_at": now + timedelta(seconds=lease_for)}
+
+
+def _context(patch: dict[str, Any], changes: dict[str, Any] | None) -> None:
+    if changes:
+        for key, value in changes.items():
+            patch[f"context.{key}"] = value
+
+
+def complete_step(
+    run: WorkflowRun,
+    idx: int,
+    *,
+    output: Any,
+    now: datetime,
+    status: StepStatus = StepStatus.DONE,
+    started_at: datetime | None = None,
+    attempts: int | None = None,
+    context_changes: dict[str, Any] | None = None,
+    lease: dict[str, Any] | None = None,
+    keep_running: bool = False,
+) -> dict[str, Any]:
+    """Record step ``idx`` as finished and move the cursor: the one write per step.
+
+    ``keep_running`` (the committing worker goes straight on to the next step)
+    marks the next step ``running`` and refreshes ``lease``; otherwise the run
+    is left for whoever claims it (``lease`` is written as given: ``None``
+    releases it, a value hands it to a local worker).
+    """
+    prev = run.steps[idx]
+    patch: dict[str, Any] = {
+        f"steps.{idx}": StepState(
+            step_id=prev.step_id,
+            status=status,
+            attempts=prev.attempts if attempts is None else attempts,
+            started_at=started_at or prev.started_at or now,
+            ended_at=now,
+            output=output,
+        ).model_dump(),
+        "updated_at": now,
+    }
+    _context(patch, context_changes)
+    if idx + 1 < len(run.steps):
+        nxt = idx + 1
+        patch["current_step_id"] = run.steps[nxt].step_id
+        if run.status != RunStatus.RUNNING:
+            patch["status"] = RunStatus.RUNNING.value
+        if run.wait is not None:
+            patch["wait"] = None
+        if keep_running:
+            patch[f"steps.{nxt}.status"] = StepStatus.RUNNING.value
+            patch[f"steps.{nxt}.started_at"] = now
+            if lease is not None:
+                patch["lease.expires_at"] = lease["expires_at"]
+        else:
+            patch["lease"] = lease
+            patch["next_run_at"] = now
+    else:
+        patch.update(
+            {
+                "status": RunStatus.DONE.value,
+                "output": output,
+                "ended_at": now,
+                "current_step_id": None,
+                "wait": None,
+                "lease": None,
+                "next_run_at": None,
+            }
+        )
+    return patch
+
+
+def suspend_step(
+    run: WorkflowRun,
+    idx: int,
+    wait: WaitState,
+    *,
+    now: datetime,
+    started_at: datetime | None,
+    attempts: int,
+    context_changes: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Suspend the run at step ``idx``; it becomes claimable at ``wait.until`` (if any)."""
+    prev = run.steps[idx]
+    wait_doc = wait.model_dump()
+    patch: dict[str, Any] = {
+        f"steps.{idx}": StepState(
+            step_id=prev.step_id,
+            status=StepStatus.WAITING,
+            attempts=attempts,
+            started_at=started_at or prev.started_at or now,
+            wait=wait,
+        ).model_dump(),
+        "status": RunStatus.WAITING.value,
+        "wait": wait_doc,
+        "lease": None,
+        "next_run_at": wait.until,
+        "updated_at": now,
+    }
+    _context(patch, context_changes)
+    return patch
+
+
+def retry_step(
+    run: WorkflowRun,
+    idx: int,
+    *,
+    error: RunError,
+    until: datetime,
+    now: datetime,
+    started_at: datetime | None,
+    attempts: int,
+) -> dict[str, Any]:
+    """Schedule the next attempt of step ``idx`` durably at ``until``."""
+    wait = WaitState(kind="retry", reason=error.message, until=until)
+    prev = run.steps[idx]
+    return {
+        f"steps.{idx}": StepState(
+            step_id=prev.step_id,
+            status=StepStatus.WAITING,
+            attempts=attempts,
+            started_at=started_at or prev.started_at or now,
+            error=error,
+            wait=wait,
+        ).model_dump(),
+        "status": RunStatus.WAITING.value,
+        "wait": wait.model_dump(),
+        "lease": None,
+        "next_run_at": until,
+        "updated_at": now,
+    }
+
+
+def fail_run(
+    run: WorkflowRun,
+    error: RunError,
+    *,
+    now: datetime,
+    idx: int | None = None,
+    started_at: datetime | None = None,
+    attempts: int | None = None,
+    step_error: RunError | None = None,
+) -> dict[str, Any]:
+    """End the run as ``failed`` (and its step ``idx``, when given)."""
+    patch: dict[str, Any] = {
+        "status": RunStatus.FAILED.value,
+        "error": error.model_dump(),
+        "ended_at": now,
+        "updated_at": now,
+        "lease": None,
+        "next_run_at": None,
+        "wait": None,
+    }
+    if idx is not None:
+        prev = run.steps[idx]
+        patch[f"steps.{idx}"] = StepState(
+            step_id=prev.step_id,
+            status=StepStatus.FAILED,
+            attempts=prev.attempts if attempts is None else attempts,
+            started_at=started_at or prev.started_at or now,
+            ended_at=now,
+            error=step_error or error,
+        ).model_dump()
+    return patch
+
+
+def release(run: WorkflowRun, now: datetime) -> dict[str, Any]:
+    """Give the run back (lease cleared) so any worker may claim it when due."""
+    patch: dict[str, Any] = {"lease": None, "updated_at": now}
+    if run.status in (RunStatus.RUNNING, RunStatus.DRAFT):
+        patch["next_run_at"] = now
+        idx = run.step_index(run.current_step_id) if run.current_step_id else -1
+        if idx >= 0 and run.steps[idx].status == StepStatus.RUNNING:
+            patch[f"steps.{idx}.status"] = StepStatus.PENDING.value
+    return patch
+
+
+def error_of(exc: BaseException, code: ErrorCode, step_id: str | None) -> RunError:
+    """A stored error record for ``exc``."""
+    message = str(exc) or type(exc).__name__
+    return RunError(
+        code=code.value, message=message, step_id=step_id, details={"type": type(exc).__name__}
+    )

@@ -1,0 +1,229 @@
+"""``StepContext``: what a step handler receives."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from streamline_core._json import Unstorable, to_json_value
+from streamline_core.definition import seconds
+from streamline_core.errors import SuspendSignal, ValidationError
+from streamline_core.run import StepStatus, WaitState, WorkflowRun
+
+if TYPE_CHECKING:
+    from streamline_core.engine import Engine
+    from streamline_core.webhooks import Hook
+
+__all__ = ["StepContext"]
+
+log = logging.getLogger("streamline.run")
+
+
+class StepContext:
+    """The handle a step handler gets: facts about the run, its context, and suspension.
+
+    ``wait``, ``wait_for`` and ``sleep`` end the step (they never return): the
+    run is suspended durably and, once resumed, the step's output is the resume
+    payload (``wait``), the event data (``wait_for``) or ``None`` (``sleep``).
+    Code after the call never runs.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        run: WorkflowRun,
+        step_id: str,
+        attempt: int,
+        input_value: Any,
+    ) -> None:
+        self._engine = engine
+        self._run = run
+        self._step_id = step_id
+        self._attempt = attempt
+        self._input = input_value
+        self._context = dict(run.context)
+        self._changes: dict[str, Any] = {}
+        self._hook_hash: str | None = None
+        self.signal: asyncio.Event = asyncio.Event()
+        """Set when the run is cancelled or this worker loses the lease: stop soon."""
+
+    # --- read-only facts -----------------------------------------------------
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self._run.id
+
+    @property
+    def step_id(self) -> str:
+        """The executing step's id."""
+        return self._step_id
+
+    @property
+    def workflow_id(self) -> str:
+        """The workflow's name."""
+        return self._run.workflow_id
+
+    @property
+    def attempt(self) -> int:
+        """This attempt's number, starting at 1."""
+        return self._attempt
+
+    @property
+    def input(self) -> Any:
+        """The run's input (an ``input_model`` instance when the workflow has one)."""
+        return self._input
+
+    @property
+    def meta(self) -> Mapping[str, Any]:
+        """Caller metadata given to ``start``."""
+        return self._run.meta
+
+    @property
+    def tenant_id(self) -> str | None:
+        """The run's tenant, if any."""
+        return self._run.tenant_id
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """The run's context (read-only view; change it with :meth:`set`)."""
+        return self._context
+
+    @property
+    def outputs(self) -> dict[str, Any]:
+        """Outputs of the steps completed so far, by step id."""
+        return {
+            s.step_id: s.output
+            for s in self._run.steps
+            if s.status in (StepStatus.DONE, StepStatus.SKIPPED)
+        }
+
+    def get_output(self, step_id: str) -> Any:
+        """Output of an earlier step (``None`` when it has none or did not run)."""
+        step = self._run.step(step_id)
+        return None if step is None else step.output
+
+    # --- context ----------------------------------------------------------------
+
+    def set(self, key: str, value: Any) -> None:
+        """Set ``context[key]``; persisted atomically with this step's commit.
+
+        Raises:
+            ValidationError: ``key`` is not a plain name or ``value`` is not JSON-compatible.
+        """
+        if not isinstance(key, str) or not key or "." in key or key.startswith("$"):
+            raise ValidationError(
+                f"context key must be a non-empty string without '.' or a leading '$', got {key!r}",
+                run_id=self.run_id,
+                step_id=self.step_id,
+            )
+        try:
+            stored = to_json_value(value, f"context[{key!r}]")
+        except Unstorable as exc:
+            raise ValidationError(
+                f"step {self.step_id!r} set {exc.path} to a {exc.type_name}, which cannot be "
+                "stored (JSON-compatible values only)",
+                run_id=self.run_id,
+                step_id=self.step_id,
+            ) from None
+        self._context[key] = stored
+        self._changes[key] = stored
+
+    # --- suspension ----------------------------------------------------------------
+
+    def _until(self, timeout: float | timedelta | None, what: str) -> Any:
+        secs = seconds(timeout, what)
+        if secs is None:
+            return None
+        if secs < 0:
+            raise ValidationError(f"{what} must not be negative", run_id=self.run_id)
+        return self._engine.clock.now() + timedelta(seconds=secs)
+
+    async def wait(
+        self,
+        reason: str,
+        data: Any = None,
+        *,
+        timeout: float | timedelta | None = None,
+        hook: Hook | None = None,
+    ) -> NoReturn:
+        """Suspend for a person; ``resume(run_id, payload)`` completes this step with ``payload``.
+
+        Args:
+            reason: Why the run waits (shown in listings).
+            data: JSON data for whoever resumes it.
+            timeout: After this long the step completes with a
+                ``WaitResolution(kind="timeout")`` output instead.
+            hook: A hook from ``create_hook``; its token can resume this wait.
+        """
+        try:
+            data = to_json_value(data, "wait data")
+        except Unstorable as exc:
+            raise ValidationError(f"ctx.wait data is not JSON-compatible: {exc}") from None
+        hook_hash = hook.token_hash if hook is not None else self._hook_hash
+        raise SuspendSignal(
+            WaitState(
+                kind="human",
+                reason=reason,
+                data=data,
+                until=self._until(timeout, "wait timeout"),
+                hook_token_hash=hook_hash,
+            )
+        )
+
+    async def wait_for(self, event: str, *, timeout: float | timedelta | None = None) -> NoReturn:
+        """Suspend until ``engine.emit_event(event, data)``; the step's output is ``data``."""
+        if not isinstance(event, str) or not event:
+            raise ValidationError("wait_for needs a non-empty event name", run_id=self.run_id)
+        raise SuspendSignal(
+            WaitState(kind="event", event=event, until=self._until(timeout, "wait_for timeout"))
+        )
+
+    async def sleep(self, duration: float | timedelta) -> NoReturn:
+        """Durable timer: the run sleeps (no worker holds it); the step's output is ``None``."""
+        until = self._until(duration, "sleep duration")
+        if until is None:
+            raise ValidationError("sleep needs a duration", run_id=self.run_id)
+        raise SuspendSignal(WaitState(kind="timer", until=until))
+
+    # --- liveness, events, logs ------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Extend this worker's lease now (done automatically every lease/3)."""
+        await self._engine._heartbeat_now(self.run_id)
+
+    async def emit(self, event: str, data: Any = None) -> None:
+        """Emit a custom event to ``engine.on`` handlers and plugins."""
+        await self._engine._emit(
+            event,
+            run_id=self.run_id,
+            step_id=self.step_id,
+            data=data,
+            workflow_id=self.workflow_id,
+        )
+
+    def log(self, message: str, **data: Any) -> None:
+        """A structured log line tied to this run and step (logger ``streamline.run``)."""
+        log.info(
+            message,
+            extra={
+                "run_id": self.run_id,
+                "step_id": self.step_id,
+                "workflow_id": self.workflow_id,
+                "attempt": self.attempt,
+                "data": data,
+            },
+        )
+
+    def idempotency_key(self, scope: str | None = None) -> str:
+        """A key stable across retries and recovery of this step, for external side effects."""
+        base = f"{self.run_id}:{self.step_id}"
+        return base if scope is None else f"{base}:{scope}"
+
+    def __repr__(self) -> str:
+        return (
+            f"StepContext(run_id={self.run_id!r}, step_id={self.step_id!r}, attempt={self.attempt})"
+        )

@@ -1,0 +1,185 @@
+"""Workflow definitions: steps, their options, and the validation that guards them.
+
+A step value given by the user is a handler, a :class:`StepConfig`, or a dict
+with ``StepConfig``'s keys. Options left unset inherit the workflow's
+:class:`StepDefaults`, then the library defaults (the original library's: 3
+attempts, 1 s exponential backoff capped at 60 s with ±30 % jitter, no timeout).
+Every problem raises ``ValidationError`` before any run exists.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from streamline_core.errors import ValidationError
+
+if TYPE_CHECKING:
+    from streamline_core.context import StepContext
+
+__all__ = [
+    "Handler",
+    "Backoff",
+    "StepConfig",
+    "StepDefaults",
+    "StepSpec",
+    "MAX_STEP_ID_LENGTH",
+    "seconds",
+    "resolve_step",
+]
+
+Handler: TypeAlias = Callable[["StepContext"], Any]
+Backoff: TypeAlias = Literal["exponential", "linear", "fixed"] | float
+MAX_STEP_ID_LENGTH = 100
+_BACKOFFS = ("exponential", "linear", "fixed")
+
+
+def seconds(value: float | timedelta | None, what: str) -> float | None:
+    """A duration in seconds from a float or ``timedelta`` (``None`` stays ``None``)."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValidationError(f"{what} must be seconds (a number) or a timedelta, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class StepDefaults:
+    """Options applied to every step of a workflow unless the step sets its own.
+
+    Attributes:
+        retries: Attempts including the first (1..20).
+        timeout: Seconds (or timedelta) an attempt may run; ``None`` = no limit.
+        retry_delay: Base delay in seconds before a retry.
+        retry_backoff: ``"exponential"``, ``"linear"``, ``"fixed"`` or a float multiplier.
+    """
+
+    retries: int | None = None
+    timeout: float | timedelta | None = None
+    retry_delay: float | timedelta | None = None
+    retry_backoff: Backoff | None = None
+
+
+@dataclass(frozen=True)
+class StepConfig:
+    """A step handler with its options (unset options inherit the defaults).
+
+    Attributes:
+        handler: ``async def handler(ctx) -> output`` (a plain ``def`` runs in a thread).
+        retries: Attempts including the first (1..20); default 3.
+        timeout: Seconds (or timedelta) per attempt; default none.
+        retry_delay: Base retry delay in seconds; default 1.
+        retry_backoff: Backoff shape; default ``"exponential"``.
+        skip_if: ``skip_if(ctx) -> bool``; when true the step is recorded as
+            ``skipped`` (output ``None``) without running.
+    """
+
+    handler: Handler
+    retries: int | None = None
+    timeout: float | timedelta | None = None
+    retry_delay: float | timedelta | None = None
+    retry_backoff: Backoff | None = None
+    skip_if: Callable[[StepContext], Any] | None = None
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step's resolved options, as the engine runs it (and as retry plugins see it)."""
+
+    step_id: str
+    handler: Handler = field(compare=False)
+    retries: int = 3
+    timeout: float | None = None
+    retry_delay: float = 1.0
+    retry_backoff: Backoff = "exponential"
+    skip_if: Callable[[StepContext], Any] | None = field(default=None, compare=False)
+    is_async: bool = True
+
+    def same_as(self, other: StepSpec) -> bool:
+        """Equal options and the very same callables."""
+        return self == other and self.handler is other.handler and self.skip_if is other.skip_if
+
+
+_CONFIG_KEYS = {f.name for f in fields(StepConfig)}
+
+
+def _validate_step_id(step_id: Any) -> str:
+    if not isinstance(step_id, str) or not step_id.strip():
+        raise ValidationError(f"step id must be a non-empty string, got {step_id!r}")
+    if len(step_id) > MAX_STEP_ID_LENGTH:
+        raise ValidationError(
+            f"step id {step_id[:20]!r}... is {len(step_id)} characters; "
+            f"the limit is {MAX_STEP_ID_LENGTH}"
+        )
+    return step_id
+
+
+def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> StepSpec:
+    """Validate one user step value and resolve its options against ``defaults``."""
+    step_id = _validate_step_id(step_id)
+    if isinstance(value, Mapping):
+        unknown = set(value) - _CONFIG_KEYS
+        if unknown:
+            raise ValidationError(
+                f"step {step_id!r}: unknown option(s) {sorted(unknown)}; "
+                f"expected some of {sorted(_CONFIG_KEYS)}"
+            )
+        if "handler" not in value:
+            raise ValidationError(f"step {step_id!r}: a step dict needs a 'handler'")
+        value = StepConfig(**value)
+    if not isinstance(value, StepConfig):
+        value = StepConfig(handler=value)
+    if not callable(value.handler):
+        raise ValidationError(
+            f"step {step_id!r}: handler must be callable, got {type(value.handler).__name__}"
+        )
+    if value.skip_if is not None and not callable(value.skip_if):
+        raise ValidationError(f"step {step_id!r}: skip_if must be callable")
+    d = defaults or StepDefaults()
+
+    def pick(name: str, fallback: Any) -> Any:
+        own = getattr(value, name)
+        if own is not None:
+            return own
+        inherited = getattr(d, name)
+        return fallback if inherited is None else inherited
+
+    retries = pick("retries", 3)
+    if isinstance(retries, bool) or not isinstance(retries, int) or not 1 <= retries <= 20:
+        raise ValidationError(
+            f"step {step_id!r}: retries must be an integer from 1 to 20, got {retries!r}"
+        )
+    timeout = seconds(pick("timeout", None), f"step {step_id!r}: timeout")
+    if timeout is not None and timeout <= 0:
+        raise ValidationError(f"step {step_id!r}: timeout must be positive, got {timeout!r}")
+    retry_delay = seconds(pick("retry_delay", 1.0), f"step {step_id!r}: retry_delay")
+    assert retry_delay is not None
+    if retry_delay < 0:
+        raise ValidationError(f"step {step_id!r}: retry_delay must be >= 0, got {retry_delay!r}")
+    backoff = pick("retry_backoff", "exponential")
+    if isinstance(backoff, bool) or not (
+        backoff in _BACKOFFS or (isinstance(backoff, (int, float)) and backoff > 0)
+    ):
+        raise ValidationError(
+            f"step {step_id!r}: retry_backoff must be one of {_BACKOFFS} or a positive "
+            f"multiplier, got {backoff!r}"
+        )
+    handler = value.handler
+    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+        getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
+    )
+    return StepSpec(
+        step_id=step_id,
+        handler=handler,
+        retries=retries,
+        timeout=timeout,
+        retry_delay=retry_delay,
+        retry_backoff=backoff if isinstance(backoff, str) else float(backoff),  # type: ignore[arg-type]
+        skip_if=value.skip_if,
+        is_async=is_async,
+    )

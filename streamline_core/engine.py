@@ -1,0 +1,874 @@
+"""``Engine``: workflow registry, worker, client operations and events, over one Store.
+
+An engine that is not started is a *client*: it creates, resumes, cancels and
+queries runs in the store, and whichever started engine (a worker) claims a
+run executes it. ``async with engine`` (or ``await engine.start()``) turns it
+into a worker too: it claims due runs, runs the ones it starts at once on
+local tasks, and heartbeats its leases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from streamline_core import _patches as P
+from streamline_core._json import Unstorable, to_json_value
+from streamline_core._plugins import PluginRelay
+from streamline_core._store_url import resolve_store_url, store_from_url
+from streamline_core.clock import Clock, SystemClock
+from streamline_core.definition import StepDefaults
+from streamline_core.errors import (
+    ConflictError,
+    DataCorruptionError,
+    ErrorCode,
+    InvalidStateError,
+    LeaseLostError,
+    StepNotFoundError,
+    StoreError,
+    ValidationError,
+    WorkflowNotFoundError,
+)
+from streamline_core.events import Event, EventBus, EventHandler
+from streamline_core.executor import Executor, RunState
+from streamline_core.run import (
+    RunError,
+    RunStatus,
+    StepState,
+    StepStatus,
+    WorkflowRun,
+    new_run_id,
+)
+from streamline_core.runs import Runs
+from streamline_core.store import Store
+from streamline_core.webhooks import hash_token
+from streamline_core.worker import Worker
+from streamline_core.workflow import Workflow
+
+__all__ = ["Engine"]
+
+log = logging.getLogger("streamline.engine")
+
+_CAS_ATTEMPTS = 50
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Engine:
+    """A workflow engine bound to one store.
+
+    Args:
+        store: A :class:`~streamline_core.store.Store`, or a URL
+            (``"sqlite:///path.db"``, ``"memory://"``, ``"mongodb://host/db"``);
+            ``None`` reads ``$STREAMLINE_STORE``, else ``sqlite:///./streamline.db``.
+            A store built from a URL is closed by :meth:`shutdown`; a store object
+            passed in belongs to the caller.
+        plugins: Plugin objects or modules (added to entry-point plugins, group ``streamline``).
+        clock: Time source; ``FakeClock`` in tests.
+        worker_id: Lease owner name; default ``"<hostname>:<pid>:<random>"``.
+        lease: Seconds a claim or heartbeat holds a run.
+        max_concurrent_runs: Runs this worker executes at once.
+        max_recoveries: A run whose workers died this many times is dead-lettered.
+        tenant_id: Scope every read and write to this tenant.
+        min_poll_interval: Idle polling starts at this many seconds...
+        max_poll_interval: ...and backs off up to this ceiling.
+        autostart: Start the worker on the first ``Workflow.start`` (the
+            module-level ``default_engine()`` uses this, like the original library).
+    """
+
+    def __init__(
+        self,
+        store: Store | str | None = None,
+        *,
+        plugins: Iterable[object] = (),
+        clock: Clock | None = None,
+        worker_id: str | None = None,
+        lease: float | timedelta = 30.0,
+        max_concurrent_runs: int = 100,
+        max_recoveries: int = 5,
+        tenant_id: str | None = None,
+        min_poll_interval: float = 0.05,
+        max_poll_interval: float = 1.0,
+        autostart: bool = False,
+        load_entry_point_plugins: bool = True,
+    ) -> None:
+        lease_s = lease.total_seconds() if isinstance(lease, timedelta) else float(lease)
+        if lease_s <= 0:
+            raise ValidationError(f"lease must be positive, got {lease!r}")
+        if max_concurrent_runs < 1:
+            raise ValidationError("max_concurrent_runs must be >= 1")
+        if max_recoveries < 0:
+            raise ValidationError("max_recoveries must be >= 0")
+        if not 0 < min_poll_interval <= max_poll_interval:
+            raise ValidationError("need 0 < min_poll_interval <= max_poll_interval")
+        self._owns_store = store is None or isinstance(store, str)
+        self.store_url: str | None = None
+        if store is None or isinstance(store, str):
+            self.store_url = resolve_store_url(store)
+            self.store: Store = store_from_url(self.store_url)
+        else:
+            self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.worker_id = worker_id or _default_worker_id()
+        self.lease = lease_s
+        self.max_concurrent_runs = max_concurrent_runs
+        self.max_recoveries = max_recoveries
+        self.tenant_id = tenant_id
+        self.min_poll_interval = min_poll_interval
+        self.max_poll_interval = max_poll_interval
+        self.autostart = autostart
+        self._bus = EventBus()
+        self.plugins = PluginRelay(plugins, load_entry_points=load_entry_point_plugins)
+        self.plugins.register(self._bus, name="streamline.event_bus")
+        self._observers = len(self.plugins.pm.hook.streamline_event.get_hookimpls()) > 1
+        self._middleware = any(
+            self.plugins.has_impls(h)
+            for h in ("streamline_before_step", "streamline_after_step", "streamline_step_error")
+        )
+        self._workflows: dict[str, dict[str, Workflow]] = {}
+        self._inflight: dict[str, RunState] = {}
+        self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._executor = Executor(self)
+        self._worker: Worker | None = None
+        self.stopping = False
+        self._closed = False
+        self.runs = Runs(self)
+        """Queries over this engine's runs: ``get``, ``find``, ``count``, ``delete``."""
+
+    def __repr__(self) -> str:
+        mode = "worker" if self.started else "client"
+        return f"<Engine {self.worker_id!r} {mode} store={self.store!r}>"
+
+    # --- registry ------------------------------------------------------------------
+
+    def workflow(
+        self,
+        name: str,
+        steps: Mapping[str, Any] | None = None,
+        *,
+        context: Callable[[Any], Any] | Mapping[str, Any] | None = None,
+        version: str = "1",
+        defaults: StepDefaults | None = None,
+        input_model: type[Any] | None = None,
+    ) -> Workflow:
+        """Define (or fetch the equal, already registered) workflow ``name``.
+
+        Args:
+            name: Workflow id stored on every run.
+            steps: ``{step_id: handler | StepConfig | dict}`` in order; omit to
+                add steps with the ``@wf.step`` decorator.
+            context: ``context(input) -> dict`` (or a dict) building the run's
+                initial context.
+            version: Definition version, stored on each run.
+            defaults: Options for every step (``StepDefaults``).
+            input_model: A pydantic model that validates ``start`` input.
+
+        Raises:
+            ValidationError: The definition is invalid, or a different one is
+                registered under the same name and version.
+        """
+        wf = Workflow(
+            self,
+            name,
+            steps,
+            context=context,
+            version=version,
+            defaults=defaults,
+            input_model=input_model,
+        )
+        versions = self._workflows.setdefault(name, {})
+        existing = versions.get(wf.version)
+        if existing is not None:
+            if existing.same_definition(wf):
+                return existing
+            raise ValidationError(
+                f"workflow {name!r} version {wf.version!r} is already registered with a "
+                "different definition; give the new one another version"
+            )
+        versions[wf.version] = wf
+        if self._worker is not None:
+            self._worker.wake()
+        return wf
+
+    def _definition_changed(self, wf: Workflow) -> None:
+        """A decorator added a step: refuse if another registered definition now equals it."""
+
+    def get_workflow(self, name: str, version: str | None = None) -> Workflow:
+        """A registered workflow (the latest registered version when ``version`` is None)."""
+        versions = self._workflows.get(name)
+        if not versions:
+            raise WorkflowNotFoundError(f"no workflow named {name!r} is registered")
+        if version is None:
+            return list(versions.values())[-1]
+        try:
+            return versions[version]
+        except KeyError:
+            raise WorkflowNotFoundError(
+                f"workflow {name!r} has no registered version {version!r}"
+            ) from None
+
+    @property
+    def workflow_names(self) -> frozenset[str]:
+        """Names of every registered workflow."""
+        return frozenset(self._workflows)
+
+    # --- events --------------------------------------------------------------------
+
+    def on(
+        self, name: str, handler: EventHandler | None = None
+    ) -> Callable[[EventHandler], EventHandler]:
+        """Subscribe to an event (``"workflow:completed"``, ``"*"``, ...); a decorator too."""
+        result = self._bus.on(name, handler)
+        return result
+
+    async def _emit(
+        self,
+        name: str,
+        *,
+        run: WorkflowRun | None = None,
+        run_id: str | None = None,
+        step_id: str | None = None,
+        data: Any = None,
+        error: BaseException | None = None,
+        workflow_id: str | None = None,
+    ) -> None:
+        if self._bus.empty and not self._observers:
+            if name in ("engine:error", "scheduler:error") and error is not None:
+                log.warning("%s: %s", name, error)
+            return
+        event = Event(
+            name=name,
+            run_id=run.id if run is not None else run_id,
+            step_id=step_id,
+            data=data,
+            error=error,
+            at=self.clock.now(),
+            workflow_id=run.workflow_id if run is not None else workflow_id,
+        )
+        failures = await self.plugins.event(event)
+        if failures and name != "engine:error":
+            for exc in failures:
+                await self._emit("engine:error", run_id=event.run_id, error=exc)
+
+    async def _observe(self, call: Awaitable[list[BaseException]], run_id: str) -> None:
+        for exc in await call:
+            await self._emit("engine:error", run_id=run_id, error=exc)
+
+    async def _emit_if_ended(self, run: WorkflowRun, error: BaseException | None = None) -> None:
+        if not run.is_terminal:
+            return
+        self._notify_ended(run.id)
+        if run.status == RunStatus.DONE:
+            await self._emit("workflow:completed", run=run, data=run.output)
+        elif run.status == RunStatus.FAILED:
+            await self._emit(
+                "workflow:failed",
+                run=run,
+                step_id=run.error.step_id if run.error else None,
+                data={"error": run.error.model_dump(mode="json") if run.error else None},
+                error=error,
+            )
+        else:
+            await self._emit("workflow:cancelled", run=run)
+
+    def _notify_ended(self, run_id: str) -> None:
+        for fut in self._end_waiters.pop(run_id, ()):
+            if not fut.done():
+                fut.set_result(None)
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True while the worker runs."""
+        return self._worker is not None and not self.stopping
+
+    async def start(self) -> None:
+        """Start the worker: claim due runs, heartbeat leases, run timers."""
+        if self._closed:
+            raise InvalidStateError("this engine was shut down; create a new one")
+        if self._worker is not None:
+            return
+        self.stopping = False
+        self._worker = Worker(self)
+        self._worker.start()
+
+    async def shutdown(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let in-flight steps commit within ``timeout`` real seconds,
+        cancel what is left, release every lease, and close an owned store."""
+        if self._closed:
+            return
+        self.stopping = True
+        if self._worker is not None:
+            await self._worker.stop()
+        states = list(self._inflight.values())
+        if states:
+            pending = {s.task for s in states if s.task is not None and not s.task.done()}
+            if pending:
+                _, still = await asyncio.wait(pending, timeout=timeout)
+                for s in states:
+                    if s.task in still:
+                        s.interrupt("shutdown")
+                if still:
+                    await asyncio.wait(still, timeout=5.0)
+            for s in states:
+                await self._release_quietly(s.run)
+        self._closed = True
+        self._worker = None
+        if self._owns_store:
+            await self.store.close()
+
+    async def _release_quietly(self, run: WorkflowRun) -> None:
+        try:
+            current = await self.store.get(run.id)
+            if (
+                current is not None
+                and not current.is_terminal
+                and current.lease is not None
+                and current.lease.owner == self.worker_id
+            ):
+                await self.store.transition(
+                    current.id,
+                    current.revision,
+                    P.release(current, self.clock.now()),
+                    owner=self.worker_id,
+                )
+        except StoreError:
+            pass
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    # --- dispatch --------------------------------------------------------------------
+
+    @property
+    def free_slots(self) -> int:
+        """How many more runs this worker may execute now."""
+        return self.max_concurrent_runs - len(self._inflight)
+
+    def _can_take_locally(self) -> bool:
+        return self.started and self.free_slots > 0
+
+    def _dispatch(self, run: WorkflowRun) -> bool:
+        """Execute a run this worker has just leased, on its own task."""
+        wf = self._workflow_for(run)
+        if wf is None or run.id in self._inflight:
+            return False
+        assert run.lease is not None
+        state = RunState(run=run, workflow=wf, lease_expires=run.lease.expires_at)
+        self._inflight[run.id] = state
+        state.task = asyncio.create_task(self._executor.drive(state), name=f"streamline:{run.id}")
+        if self._worker is not None:
+            self._worker.ensure_heartbeats()
+        return True
+
+    def _drive_finished(self, state: RunState) -> None:
+        if self._inflight.get(state.run.id) is state:
+            del self._inflight[state.run.id]
+        if state.run.is_terminal:
+            self._notify_ended(state.run.id)
+        if self._worker is not None:
+            self._worker.wake()
+
+    def _note_due(self, run: WorkflowRun) -> None:
+        """Remember a local run's next due time so the worker wakes for it."""
+        if self._worker is not None and run.next_run_at is not None and not run.paused:
+            self._worker.add_timer(run.next_run_at)
+
+    def _workflow_for(self, run: WorkflowRun) -> Workflow | None:
+        versions = self._workflows.get(run.workflow_id)
+        if not versions:
+            return None
+        return versions.get(run.workflow_version)
+
+    async def _heartbeat_now(self, run_id: str) -> None:
+        state = self._inflight.get(run_id)
+        if state is None:
+            return
+        now = self.clock.now()
+        try:
+            status = await self.store.heartbeat(run_id, self.worker_id, now, self.lease)
+        except LeaseLostError:
+            state.interrupt("lease_lost")
+            return
+        state.lease_expires = now + timedelta(seconds=self.lease)
+        if status == RunStatus.CANCELLED:
+            state.interrupt("cancelled")
+
+    # --- scoping ---------------------------------------------------------------------
+
+    def _in_scope(self, run: WorkflowRun | None, workflow_id: str | None = None) -> bool:
+        if run is None:
+            return False
+        if self.tenant_id is not None and run.tenant_id != self.tenant_id:
+            return False
+        return workflow_id is None or run.workflow_id == workflow_id
+
+    async def _get(self, run_id: str, workflow_id: str | None = None) -> WorkflowRun | None:
+        run = await self.store.get(run_id)
+        return run if self._in_scope(run, workflow_id) else None
+
+    async def _require(self, run_id: str, workflow_id: str | None = None) -> WorkflowRun:
+        run = await self._get(run_id, workflow_id)
+        if run is None:
+            raise WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
+        return run
+
+    # --- creating runs -----------------------------------------------------------------
+
+    async def _create_run(
+        self,
+        wf: Workflow,
+        input_value: Any,
+        *,
+        meta: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+        priority: int,
+        tenant_id: str | None,
+        start_at: datetime | None,
+    ) -> WorkflowRun:
+        if self.autostart and not self.started and not self._closed:
+            await self.start()
+        if tenant_id is not None and self.tenant_id is not None and tenant_id != self.tenant_id:
+            raise ValidationError(
+                f"this engine is scoped to tenant {self.tenant_id!r}; cannot start a run "
+                f"for tenant {tenant_id!r}"
+            )
+        tenant = self.tenant_id if self.tenant_id is not None else tenant_id
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValidationError(f"priority must be an int, got {priority!r}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise ValidationError("idempotency_key must be a non-empty string")
+        if start_at is not None and start_at.tzinfo is None:
+            raise ValidationError("start_at must be a timezone-aware datetime")
+        stored_input = wf._validate_input(input_value)
+        try:
+            stored_meta = to_json_value(dict(meta or {}), "meta")
+        except (Unstorable, TypeError, ValueError) as exc:
+            raise ValidationError(f"meta is not JSON-compatible: {exc}") from None
+        context = await wf._build_context(stored_input)
+        now = self.clock.now()
+        due = now if start_at is None or start_at <= now else start_at
+        local = due == now and self._can_take_locally()
+        steps = [StepState(step_id=s.step_id) for s in wf.steps]
+        if local:
+            steps[0] = StepState(
+                step_id=wf.steps[0].step_id, status=StepStatus.RUNNING, started_at=now
+            )
+        run = WorkflowRun(
+            id=new_run_id(now),
+            workflow_id=wf.name,
+            workflow_version=wf.version,
+            tenant_id=tenant,
+            status=RunStatus.RUNNING,
+            current_step_id=wf.steps[0].step_id,
+            steps=steps,
+            context=context,
+            input=stored_input,
+            next_run_at=due,
+            priority=priority,
+            lease=P.lease_value(self.worker_id, now, self.lease) if local else None,  # type: ignore[arg-type]
+            idempotency_key=idempotency_key,
+            meta=stored_meta,
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await self.store.create(run)
+        if not created:
+            return stored
+        await self._emit("workflow:started", run=stored, data={"input": stored_input})
+        if local:
+            self._dispatch(stored)
+        elif self._worker is not None:
+            self._worker.add_timer(due)
+        return stored
+
+    # --- client operations (CAS loops; ConflictError never escapes) -----------------------
+
+    async def _cas(
+        self,
+        run_id: str,
+        workflow_id: str | None,
+        build: Callable[[WorkflowRun], dict[str, Any]],
+    ) -> WorkflowRun:
+        """Read, build a patch (which may raise a domain error), write; retry on conflict."""
+        for _ in range(_CAS_ATTEMPTS):
+            run = await self._require(run_id, workflow_id)
+            patch = build(run)
+            try:
+                return await self.store.transition(run.id, run.revision, patch)
+            except ConflictError:
+                await asyncio.sleep(0)
+                continue
+        raise InvalidStateError(
+            f"run {run_id!r} kept changing while being updated; try again", run_id=run_id
+        )
+
+    def _local_lease(self, run: WorkflowRun) -> dict[str, Any] | None:
+        if run.paused or not self._can_take_locally() or self._workflow_for(run) is None:
+            return None
+        return P.lease_value(self.worker_id, self.clock.now(), self.lease)
+
+    def _complete_waiting(self, run: WorkflowRun, output: Any) -> dict[str, Any]:
+        idx = run.step_index(run.current_step_id) if run.current_step_id else -1
+        if idx < 0:
+            raise InvalidStateError(f"run {run.id!r} has no current step", run_id=run.id)
+        patch = P.complete_step(
+            run,
+            idx,
+            output=output,
+            now=self.clock.now(),
+            lease=self._local_lease(run),
+            keep_running=False,
+        )
+        return patch
+
+    async def _after_client_write(self, run: WorkflowRun) -> None:
+        """Run a run this engine just leased to itself; otherwise wake local timers."""
+        if run.lease is not None and run.lease.owner == self.worker_id and not run.is_terminal:
+            if not self._dispatch(run):
+                await self._release_quietly(run)
+        elif self._worker is not None:
+            self._worker.wake()
+
+    async def _resume(self, run_id: str, payload: Any, workflow_id: str | None) -> WorkflowRun:
+        try:
+            stored_payload = to_json_value(payload, "payload")
+        except Unstorable as exc:
+            raise ValidationError(f"resume payload is not JSON-compatible: {exc}") from None
+
+        def build(run: WorkflowRun) -> dict[str, Any]:
+            if run.status != RunStatus.WAITING or run.wait is None or run.wait.kind != "human":
+                raise InvalidStateError(
+                    f"run {run.id!r} is {run.status.value}"
+                    + (f" ({run.wait.kind})" if run.wait else "")
+                    + "; only a run waiting on ctx.wait can be resumed",
+                    run_id=run.id,
+                )
+            return self._complete_waiting(run, stored_payload)
+
+        run = await self._cas(run_id, workflow_id, build)
+        await self._emit("workflow:resumed", run=run, data=stored_payload)
+        await self._emit_if_ended(run)
+        await self._after_client_write(run)
+        return run
+
+    async def _resume_by_hook(self, token: str, payload: Any) -> WorkflowRun:
+        def not_found() -> WorkflowNotFoundError:
+            return WorkflowNotFoundError("unknown or already used hook token")
+
+        if not isinstance(token, str) or not 16 <= len(token) <= 256:
+            raise not_found()
+        from streamline_core.store import RunQuery
+
+        page = await self.store.find(
+            RunQuery(hook_token_hash=hash_token(token), tenant_id=self.tenant_id, limit=1)
+        )
+        if not page.items:
+            raise not_found()
+        run = page.items[0]
+        try:
+            return await self._resume(run.id, payload, None)
+        except InvalidStateError:
+            raise not_found() from None
+
+    async def _cancel(
+        self, run_id: str, reason: str | None, workflow_id: str | None
+    ) -> WorkflowRun:
+        def build(run: WorkflowRun) -> dict[str, Any]:
+            if run.is_terminal:
+                raise InvalidStateError(
+                    f"run {run.id!r} is already {run.status.value}", run_id=run.id
+                )
+            now = self.clock.now()
+            return {
+                "status": RunStatus.CANCELLED.value,
+                "error": RunError(
+                    code=ErrorCode.WORKFLOW_CANCELLED.value,
+                    message=reason or "cancelled",
+                    step_id=run.current_step_id,
+                ).model_dump(),
+                "ended_at": now,
+                "updated_at": now,
+                "next_run_at": None,
+            }
+
+        run = await self._cas(run_id, workflow_id, build)
+        state = self._inflight.get(run.id)
+        if state is not None:
+            state.interrupt("cancelled")
+        await self._emit_if_ended(run)
+        return run
+
+    async def _set_paused(self, run_id: str, paused: bool, workflow_id: str | None) -> WorkflowRun:
+        def build(run: WorkflowRun) -> dict[str, Any]:
+            if run.is_terminal:
+                raise InvalidStateError(
+                    f"run {run.id!r} is {run.status.value}; only active runs can be "
+                    f"{'paused' if paused else 'unpaused'}",
+                    run_id=run.id,
+                )
+            patch: dict[str, Any] = {"paused": paused, "updated_at": self.clock.now()}
+            if not paused and run.lease is None:
+                lease = self._local_lease(run.model_copy(update={"paused": False}))
+                due = run.next_run_at is not None and run.next_run_at <= self.clock.now()
+                if lease is not None and due:
+                    patch["lease"] = lease
+            return patch
+
+        run = await self._cas(run_id, workflow_id, build)
+        if not paused:
+            await self._after_client_write(run)
+        return run
+
+    async def _rewind(self, run_id: str, step_id: str, workflow_id: str | None) -> WorkflowRun:
+        def build(run: WorkflowRun) -> dict[str, Any]:
+            idx = run.step_index(step_id)
+            if idx < 0:
+                raise StepNotFoundError(
+                    f"run {run.id!r} has no step {step_id!r}", run_id=run.id, step_id=step_id
+                )
+            now = self.clock.now()
+            patch: dict[str, Any] = {
+                "status": RunStatus.RUNNING.value,
+                "current_step_id": step_id,
+                "output": None,
+                "error": None,
+                "ended_at": None,
+                "wait": None,
+                "lease": self._local_lease(run),
+                "next_run_at": now,
+                "updated_at": now,
+            }
+            for j in range(idx, len(run.steps)):
+                patch[f"steps.{j}"] = StepState(step_id=run.steps[j].step_id).model_dump()
+            return patch
+
+        state = self._inflight.get(run_id)
+        run = await self._cas(run_id, workflow_id, build)
+        if state is not None:
+            state.interrupt("rewound")
+            await state.done.wait()
+        await self._after_client_write(run)
+        return run
+
+    async def emit_event(self, name: str, data: Any = None, *, run_id: str | None = None) -> int:
+        """Deliver event ``name`` to waiting runs; returns how many runs it resumed.
+
+        Without ``run_id`` every run waiting on ``name`` (in this engine's tenant)
+        resumes with ``data`` as its step output; nobody waiting means nothing
+        happens (broadcasts are never buffered). With ``run_id`` only that run:
+        if it is not waiting on ``name`` yet, the event is kept in its mailbox for
+        a later ``ctx.wait_for(name)`` and 0 is returned.
+
+        Raises:
+            WorkflowNotFoundError: ``run_id`` is unknown (or another tenant's).
+        """
+        if not isinstance(name, str) or not name:
+            raise ValidationError("event name must be a non-empty string")
+        try:
+            stored = to_json_value(data, "event data")
+        except Unstorable as exc:
+            raise ValidationError(f"event data is not JSON-compatible: {exc}") from None
+        if run_id is not None:
+            return await self._deliver_targeted(run_id, name, stored)
+        from streamline_core.store import RunQuery
+
+        resumed = 0
+        cursor: str | None = None
+        while True:
+            page = await self.store.find(
+                RunQuery(
+                    waiting_for_event=name,
+                    tenant_id=self.tenant_id,
+                    sort="created_at",
+                    limit=200,
+                    cursor=cursor,
+                )
+            )
+            for run in page.items:
+                if await self._deliver_to(run.id, name, stored, buffer=False):
+                    resumed += 1
+            if page.next_cursor is None:
+                return resumed
+            cursor = page.next_cursor
+
+    async def _deliver_targeted(self, run_id: str, name: str, data: Any) -> int:
+        await self._require(run_id)
+        return 1 if await self._deliver_to(run_id, name, data, buffer=True) else 0
+
+    async def _deliver_to(self, run_id: str, name: str, data: Any, *, buffer: bool) -> bool:
+        outcome: dict[str, bool] = {}
+
+        def build(run: WorkflowRun) -> dict[str, Any]:
+            outcome.clear()
+            if run.is_terminal:
+                raise _Skip()
+            waiting = (
+                run.status == RunStatus.WAITING
+                and run.wait is not None
+                and run.wait.kind == "event"
+                and run.wait.event == name
+            )
+            if waiting:
+                outcome["resumed"] = True
+                return self._complete_waiting(run, data)
+            if not buffer:
+                raise _Skip()
+            now = self.clock.now()
+            mailbox = [m.model_dump() for m in run.mailbox]
+            mailbox.append({"name": name, "data": data, "at": now})
+            return {"mailbox": mailbox, "updated_at": now}
+
+        try:
+            run = await self._cas(run_id, None, build)
+        except (_Skip, WorkflowNotFoundError):
+            return False
+        if outcome.get("resumed"):
+            await self._emit("workflow:resumed", run=run, data=data)
+            await self._emit_if_ended(run)
+            await self._after_client_write(run)
+            return True
+        return False
+
+    async def _execute(self, run_id: str, workflow_id: str | None) -> WorkflowRun:
+        run = await self._require(run_id, workflow_id)
+        state = self._inflight.get(run.id)
+        if state is not None or run.is_terminal or run.paused:
+            return run
+        now = self.clock.now()
+        if (
+            run.lease is not None
+            and run.lease.expires_at > now
+            and run.lease.owner != self.worker_id
+        ):
+            return run
+        if run.next_run_at is None or run.next_run_at > now:
+            return run
+        if self._workflow_for(run) is None:
+            raise WorkflowNotFoundError(
+                f"workflow {run.workflow_id!r} version {run.workflow_version!r} is not "
+                "registered on this engine",
+                run_id=run.id,
+            )
+        patch: dict[str, Any] = {"lease": P.lease_value(self.worker_id, now, self.lease)}
+        if run.lease is not None and run.status == RunStatus.RUNNING:
+            patch["recoveries"] = run.recoveries + 1
+        try:
+            leased = await self.store.transition(run.id, run.revision, patch)
+        except ConflictError:
+            return await self._require(run_id, workflow_id)
+        if not self._dispatch(leased):
+            return leased
+        state = self._inflight.get(run.id)
+        if state is not None:
+            await state.done.wait()
+        return await self._require(run_id, workflow_id)
+
+    async def _wait_for(
+        self, run_id: str, workflow_id: str | None, timeout: float | None, poll_interval: float
+    ) -> WorkflowRun:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            run = await self._require(run_id, workflow_id)
+            if run.is_terminal:
+                return run
+            wait_s = poll_interval
+            if deadline is not None:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"run {run_id!r} is still {run.status.value} after {timeout}s"
+                    )
+                wait_s = min(wait_s, left)
+            fut: asyncio.Future[None] = loop.create_future()
+            self._end_waiters.setdefault(run_id, []).append(fut)
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), wait_s)
+            except TimeoutError:
+                pass
+            finally:
+                waiters = self._end_waiters.get(run_id)
+                if waiters and fut in waiters:
+                    waiters.remove(fut)
+                    if not waiters:
+                        del self._end_waiters[run_id]
+
+    async def _dead_letter(self, run: WorkflowRun) -> None:
+        error = RunError(
+            code=ErrorCode.DEAD_LETTERED.value,
+            message=(
+                f"run {run.id!r} was recovered {run.recoveries} times (max_recoveries="
+                f"{self.max_recoveries}); its workers keep dying, so it is dead-lettered"
+            ),
+            step_id=run.current_step_id,
+        )
+        try:
+            done = await self.store.transition(
+                run.id,
+                run.revision,
+                P.fail_run(run, error, now=self.clock.now()),
+                owner=self.worker_id,
+            )
+        except StoreError as exc:
+            await self._emit("engine:error", run_id=run.id, error=exc)
+            return
+        await self._emit_if_ended(done)
+
+    async def _take_claimed(self, runs: list[WorkflowRun]) -> None:
+        for run in runs:
+            if run.recoveries > self.max_recoveries and run.status == RunStatus.RUNNING:
+                await self._dead_letter(run)
+                continue
+            if self._workflow_for(run) is None:
+                await self._emit(
+                    "engine:error",
+                    run=run,
+                    error=WorkflowNotFoundError(
+                        f"run {run.id!r} needs workflow {run.workflow_id!r} version "
+                        f"{run.workflow_version!r}, which this worker does not have",
+                        run_id=run.id,
+                    ),
+                )
+                continue
+            idx = run.step_index(run.current_step_id) if run.current_step_id else -1
+            if (
+                run.status == RunStatus.RUNNING
+                and idx >= 0
+                and run.steps[idx].status == StepStatus.RUNNING
+            ):
+                await self._emit(
+                    "workflow:recovered",
+                    run=run,
+                    step_id=run.current_step_id,
+                    data={"recoveries": run.recoveries},
+                )
+            self._dispatch(run)
+
+    async def _report_corrupt(self, exc: DataCorruptionError) -> None:
+        await self._emit("engine:error", run_id=exc.run_id, error=exc)
+
+
+class _Skip(Exception):
+    """Internal: a delivery does not apply to this run."""

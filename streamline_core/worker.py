@@ -1,0 +1,178 @@
+"""The worker loop: claim due runs, wake for near-due timers, heartbeat leases.
+
+Work is found three ways: immediately when something local becomes runnable
+(``wake``), on in-process timers for near-due sleeps and retries this process
+scheduled (a bounded heap of instants, no per-run tasks), and otherwise by
+adaptive polling (the ``streamline_poll_delay`` hook). All waiting goes
+through the engine's clock, so a fake clock drives it in tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from streamline_core.errors import DataCorruptionError, LeaseLostError, StoreError
+from streamline_core.run import RunStatus
+
+if TYPE_CHECKING:
+    from streamline_core.engine import Engine
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("streamline.worker")
+
+# Timers are instants in one heap, capped: beyond the cap, polling finds due runs.
+MAX_TIMERS = 10_000
+
+
+class Worker:
+    """The background tasks of a started engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._wake = asyncio.Event()
+        self._timers: list[datetime] = []
+        self._loop_task: asyncio.Task[None] | None = None
+        self._hb_task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.idle_polls = 0
+        self.store_failures = 0
+
+    def start(self) -> None:
+        """Start the claim loop."""
+        self._loop_task = asyncio.create_task(self._run(), name="streamline:worker")
+
+    async def stop(self) -> None:
+        """Stop claiming and heartbeating (in-flight runs are the engine's business)."""
+        self._stopping = True
+        self._wake.set()
+        for task in (self._loop_task,):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    async def stop_heartbeats(self) -> None:
+        """Stop the heartbeat task."""
+        if self._hb_task is not None:
+            self._hb_task.cancel()
+            await asyncio.gather(self._hb_task, return_exceptions=True)
+
+    def wake(self) -> None:
+        """Claim now (something became runnable or a slot freed)."""
+        self._wake.set()
+
+    def add_timer(self, at: datetime) -> None:
+        """Wake at ``at`` (a sleep or retry this process scheduled)."""
+        now = self.engine.clock.now()
+        if at <= now:
+            self._wake.set()
+        elif len(self._timers) < MAX_TIMERS:
+            heapq.heappush(self._timers, at)
+            self._wake.set()  # re-evaluate the sleep so the new timer is honoured
+
+    def ensure_heartbeats(self) -> None:
+        """Run the heartbeat task while anything is in flight."""
+        if self._hb_task is None or self._hb_task.done():
+            self._hb_task = asyncio.create_task(self._heartbeats(), name="streamline:heartbeats")
+
+    # --- claiming ------------------------------------------------------------------
+
+    async def _claim_once(self) -> int:
+        eng = self.engine
+        free = eng.free_slots
+        names = eng.workflow_names
+        if free <= 0 or not names:
+            return 0
+        try:
+            runs = await eng.store.claim(
+                eng.worker_id, eng.clock.now(), eng.lease, free, names, eng.tenant_id
+            )
+        except DataCorruptionError as exc:
+            await eng._report_corrupt(exc)
+            runs = list(getattr(exc, "claimed", None) or [])
+        except StoreError as exc:
+            self.store_failures += 1
+            await eng._emit("scheduler:error", error=exc)
+            return 0
+        self.store_failures = 0
+        await eng._take_claimed(runs)
+        return len(runs)
+
+    async def _run(self) -> None:
+        eng = self.engine
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                claimed = await self._claim_once()
+            except Exception as exc:  # never let the loop die
+                log.exception("worker loop failed")
+                await eng._emit("scheduler:error", error=exc)
+                claimed = 0
+            self.idle_polls = 0 if claimed else self.idle_polls + 1
+            if claimed and eng.free_slots > 0:
+                continue
+            delay = eng.plugins.poll_delay(
+                {
+                    "claimed": claimed,
+                    "idle_polls": self.idle_polls,
+                    "in_flight": len(eng._inflight),
+                    "free_slots": eng.free_slots,
+                    "min_poll_interval": eng.min_poll_interval,
+                    "max_poll_interval": eng.max_poll_interval,
+                    "store_failures": self.store_failures,
+                }
+            )
+            if self.store_failures:
+                delay = max(delay, min(30.0, eng.min_poll_interval * 2**self.store_failures))
+            now = eng.clock.now()
+            while self._timers and self._timers[0] <= now:
+                heapq.heappop(self._timers)
+                delay = 0.0
+            if self._timers:
+                delay = min(delay, (self._timers[0] - now).total_seconds())
+            if delay <= 0 or self._wake.is_set():
+                await asyncio.sleep(0)
+                continue
+            await self._sleep_or_wake(delay)
+
+    async def _sleep_or_wake(self, delay: float) -> None:
+        sleeper = asyncio.ensure_future(self.engine.clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (sleeper, waker):
+                if not t.done():
+                    t.cancel()
+
+    # --- leases ----------------------------------------------------------------------
+
+    async def _heartbeats(self) -> None:
+        eng = self.engine
+        period = eng.lease / 3
+        while eng._inflight:
+            await eng.clock.sleep(period)
+            now = eng.clock.now()
+            for run_id, state in list(eng._inflight.items()):
+                if state.task is None or state.task.done():
+                    continue
+                remaining = (state.lease_expires - now).total_seconds()
+                if remaining > eng.lease - period:
+                    continue  # a commit refreshed it recently
+                try:
+                    status = await eng.store.heartbeat(run_id, eng.worker_id, now, eng.lease)
+                except LeaseLostError:
+                    state.interrupt("lease_lost")
+                    continue
+                except StoreError as exc:
+                    await eng._emit("scheduler:error", run_id=run_id, error=exc)
+                    if eng.clock.now() >= state.lease_expires:
+                        state.interrupt("lease_lost")
+                    continue
+                state.lease_expires = now + timedelta(seconds=eng.lease)
+                if status == RunStatus.CANCELLED:
+                    state.interrupt("cancelled")
