@@ -1,0 +1,244 @@
+"""Cancel, pause, rewind, execute, and waiting for completion."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from streamline_core import (
+    ErrorCode,
+    InvalidStateError,
+    RunStatus,
+    StepContext,
+    StepNotFoundError,
+    StepStatus,
+)
+from tests.conftest import Env
+
+
+async def test_cancel_of_a_step_executing_here_cancels_its_task(env: Env) -> None:
+    started = asyncio.Event()
+    outcome: list[str] = []
+    signals: list[bool] = []
+
+    async def long(ctx: StepContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            signals.append(ctx.signal.is_set())
+            outcome.append("cancelled")
+            raise
+
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "long", steps={"long": long, "never": lambda ctx: outcome.append("next")}
+        )
+        run = await wf.start()
+        await asyncio.wait_for(started.wait(), 5)
+        cancelled = await wf.cancel(run.id, reason="user asked")
+        await env.settle()
+        stored = await wf.get(run.id)
+    assert cancelled.status == RunStatus.CANCELLED
+    assert outcome == ["cancelled"]
+    assert signals == [True]
+    assert stored is not None
+    assert stored.status == RunStatus.CANCELLED
+    assert stored.error is not None
+    assert stored.error.code == ErrorCode.WORKFLOW_CANCELLED
+    assert stored.error.message == "user asked"
+    assert stored.steps[1].status == StepStatus.PENDING  # later steps stay as they were
+
+
+async def test_cancel_of_a_finished_run_is_invalid(env: Env) -> None:
+    async with env.engine() as engine:
+        wf = engine.workflow("fin", steps={"a": lambda ctx: 1})
+        done = await wf.wait_for((await wf.start()).id, timeout=10)
+        with pytest.raises(InvalidStateError) as err:
+            await wf.cancel(done.id)
+    assert err.value.code == ErrorCode.INVALID_STATE
+
+
+async def test_cancel_of_a_waiting_run(env: Env) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("?")
+
+    async with env.engine() as engine:
+        wf = engine.workflow("ask", steps={"ask": ask})
+        run = await wf.start()
+        await env.settle()
+        cancelled = await wf.cancel(run.id)
+        assert cancelled.status == RunStatus.CANCELLED
+        assert (await wf.wait_for(run.id, timeout=5)).status == RunStatus.CANCELLED
+        with pytest.raises(InvalidStateError):
+            await wf.resume(run.id, "late")
+
+
+async def test_pausing_stops_timers_from_firing_until_unpaused(env: Env) -> None:
+    ran: list[str] = []
+
+    async def nap(ctx: StepContext) -> None:
+        await ctx.sleep(60)
+
+    async with env.engine() as engine:
+        wf = engine.workflow("nap", steps={"nap": nap, "after": lambda ctx: ran.append("after")})
+        run = await wf.start()
+        await env.settle()
+        paused = await wf.pause(run.id)
+        assert paused.paused
+        await env.clock.advance(600)
+        await env.settle()
+        assert ran == []
+        still = await wf.get(run.id)
+        assert still is not None
+        assert still.status == RunStatus.WAITING
+        await wf.unpause(run.id)
+        await env.clock.advance(1)
+        done = await wf.wait_for(run.id, timeout=10)
+    assert ran == ["after"]
+    assert done.status == RunStatus.DONE
+
+
+async def test_pausing_during_a_step_lets_it_commit_then_holds_the_run(env: Env) -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+    ran: list[str] = []
+
+    async def first(ctx: StepContext) -> str:
+        started.set()
+        await gate.wait()
+        return "first"
+
+    async with env.engine() as engine:
+        wf = engine.workflow("p", steps={"first": first, "second": lambda ctx: ran.append("2")})
+        run = await wf.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await wf.pause(run.id)
+        gate.set()
+        await env.settle()
+        held = await wf.get(run.id)
+        assert held is not None
+        assert held.steps[0].status == StepStatus.DONE
+        assert held.current_step_id == "second"
+        assert held.lease is None
+        await env.clock.advance(120)
+        await env.settle()
+        assert ran == []
+        await wf.unpause(run.id)
+        done = await wf.wait_for(run.id, timeout=10)
+    assert ran == ["2"]
+    assert done.status == RunStatus.DONE
+
+
+async def test_resume_of_a_paused_run_records_the_payload_but_runs_nothing(env: Env) -> None:
+    ran: list[Any] = []
+
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("?")
+
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "pr", steps={"ask": ask, "use": lambda ctx: ran.append(ctx.get_output("ask"))}
+        )
+        run = await wf.start()
+        await env.settle()
+        await wf.pause(run.id)
+        resumed = await wf.resume(run.id, "yes")
+        assert resumed.steps[0].output == "yes"
+        await env.clock.advance(60)
+        await env.settle()
+        assert ran == []
+        await wf.unpause(run.id)
+        await wf.wait_for(run.id, timeout=10)
+    assert ran == ["yes"]
+
+
+async def test_pause_of_a_terminal_run_is_invalid(env: Env) -> None:
+    async with env.engine() as engine:
+        wf = engine.workflow("t", steps={"a": lambda ctx: 1})
+        done = await wf.wait_for((await wf.start()).id, timeout=10)
+        with pytest.raises(InvalidStateError):
+            await wf.pause(done.id)
+        with pytest.raises(InvalidStateError):
+            await wf.unpause(done.id)
+
+
+async def test_rewind_reruns_from_the_chosen_step(env: Env) -> None:
+    counts = {"a": 0, "b": 0, "c": 0}
+
+    def step(name: str) -> Any:
+        async def handler(ctx: StepContext) -> str:
+            counts[name] += 1
+            return f"{name}{counts[name]}"
+
+        return handler
+
+    async with env.engine() as engine:
+        wf = engine.workflow("rw", steps={"a": step("a"), "b": step("b"), "c": step("c")})
+        run = await wf.start()
+        first = await wf.wait_for(run.id, timeout=10)
+        assert first.output == "c1"
+        rewound = await wf.rewind_to(run.id, "b")
+        assert rewound.status == RunStatus.RUNNING
+        assert rewound.current_step_id == "b"
+        assert rewound.steps[0].output == "a1"
+        again = await wf.wait_for(run.id, timeout=10)
+        with pytest.raises(StepNotFoundError) as err:
+            await wf.rewind_to(run.id, "zzz")
+    assert err.value.code == ErrorCode.STEP_NOT_FOUND
+    assert counts == {"a": 1, "b": 2, "c": 2}
+    assert again.output == "c2"
+    assert again.steps[1].output == "b2"
+
+
+async def test_execute_drives_a_run_in_this_process(env: Env) -> None:
+    client = env.engine()
+
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("?")
+
+    wf = client.workflow("ex", steps={"a": lambda ctx: "A", "ask": ask, "z": lambda ctx: "Z"})
+    run = await wf.start()
+    suspended = await wf.execute(run.id)
+    assert suspended.status == RunStatus.WAITING
+    assert suspended.steps[0].output == "A"
+    await wf.resume(run.id, "ok")
+    finished = await wf.execute(run.id)
+    assert finished.status == RunStatus.DONE
+    assert finished.output == "Z"
+    assert (await wf.execute(run.id)).status == RunStatus.DONE
+
+
+async def test_concurrent_execute_never_runs_a_step_twice(env: Env) -> None:
+    calls = 0
+    gate = asyncio.Event()
+
+    async def once(ctx: StepContext) -> int:
+        nonlocal calls
+        calls += 1
+        await gate.wait()
+        return calls
+
+    client = env.engine()
+    wf = client.workflow("once", steps={"once": once})
+    run = await wf.start()
+    first = asyncio.ensure_future(wf.execute(run.id))
+    await env.settle()
+    second = await wf.execute(run.id)
+    assert second.status == RunStatus.RUNNING
+    gate.set()
+    assert (await first).status == RunStatus.DONE
+    assert calls == 1
+
+
+async def test_wait_for_times_out_in_real_seconds(env: Env) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("?")
+
+    async with env.engine() as engine:
+        wf = engine.workflow("w", steps={"ask": ask})
+        run = await wf.start()
+        with pytest.raises(TimeoutError):
+            await wf.wait_for(run.id, timeout=0.05, poll_interval=0.01)

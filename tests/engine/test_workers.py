@@ -1,0 +1,211 @@
+"""Many workers on one store: exactly-once commits, crash recovery, fencing, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+from streamline_core import Engine, ErrorCode, RunStatus, StepContext
+from streamline_core.errors import StoreUnavailableError
+from tests.conftest import Env
+
+
+async def crash(engine: Engine) -> None:
+    """Simulate a dead process: stop claiming and heartbeating, release nothing."""
+    assert engine._worker is not None
+    await engine._worker.stop()
+    await engine._worker.stop_heartbeats()
+
+
+async def test_two_engines_share_40_runs_and_every_step_runs_exactly_once(env: Env) -> None:
+    executions: Counter[tuple[str, str]] = Counter()
+    workers: Counter[str] = Counter()
+
+    def make(step: str) -> Any:
+        async def handler(ctx: StepContext) -> str:
+            executions[(ctx.run_id, step)] += 1
+            workers[ctx._engine.worker_id] += 1
+            await asyncio.sleep(0)
+            return step
+
+        return handler
+
+    steps = {s: make(s) for s in ("one", "two", "three")}
+    client = env.engine()
+    wf = client.workflow("shared", steps=steps)
+    runs = [await wf.start({"i": i}) for i in range(40)]
+    a = env.engine(worker_id="A", max_concurrent_runs=4)
+    b = env.engine(worker_id="B", max_concurrent_runs=4)
+    a.workflow("shared", steps=steps)
+    b.workflow("shared", steps=steps)
+    await asyncio.gather(a.start(), b.start())
+    for _ in range(200):
+        if await client.runs.count(status="done") == 40:
+            break
+        await env.clock.advance(0.5)
+        await env.settle()
+    assert await client.runs.count(status="done") == 40
+    assert all(executions[(r.id, s)] == 1 for r in runs for s in steps)
+    assert sum(executions.values()) == 120
+    assert set(workers) == {"A", "B"}
+
+
+async def test_a_dead_workers_run_is_recovered_and_its_late_commit_is_fenced(env: Env) -> None:
+    gate = asyncio.Event()
+    calls: Counter[str] = Counter()
+    recovered: list[Any] = []
+
+    async def one(ctx: StepContext) -> str:
+        calls["one"] += 1
+        return "1"
+
+    async def two(ctx: StepContext) -> str:
+        calls["two"] += 1
+        if ctx._engine.worker_id == "doomed":
+            await gate.wait()
+            return "late"
+        return "2"
+
+    async def three(ctx: StepContext) -> str:
+        calls["three"] += 1
+        return "3"
+
+    steps = {"one": one, "two": two, "three": three}
+    doomed = env.engine(worker_id="doomed", lease=30)
+    await doomed.start()
+    wf = doomed.workflow("crashy", steps=steps)
+    run = await wf.start()
+    await env.settle()
+    assert calls == {"one": 1, "two": 1}
+    await crash(doomed)
+
+    rescuer = env.engine(worker_id="rescuer", lease=30)
+    rescuer.on("workflow:recovered")(recovered.append)
+    rwf = rescuer.workflow("crashy", steps=steps)
+    await rescuer.start()
+    await env.clock.advance(29)
+    await env.settle()
+    assert calls["two"] == 1  # lease still live: nobody else may run it
+    await env.clock.advance(2)
+    done = await rwf.wait_for(run.id, timeout=10)
+    gate.set()  # the zombie finishes and tries to commit
+    await env.settle()
+    final = await rwf.get(run.id)
+    assert final is not None
+    assert done.status == RunStatus.DONE
+    assert calls == {"one": 1, "two": 2, "three": 1}
+    assert final.recoveries == 1
+    assert final.steps[1].output == "2"  # the zombie's "late" never landed
+    assert final.revision == done.revision
+    assert [e.run_id for e in recovered] == [run.id]
+
+
+async def test_a_run_that_keeps_killing_workers_is_dead_lettered(env: Env) -> None:
+    async def hang(ctx: StepContext) -> None:
+        await asyncio.Event().wait()
+
+    steps = {"hang": hang}
+    first = env.engine(worker_id="w0", lease=10)
+    await first.start()
+    run = await first.workflow("poison", steps=steps).start()
+    await env.settle()
+    await crash(first)
+    for i in (1, 2):
+        w = env.engine(worker_id=f"w{i}", lease=10, max_recoveries=1)
+        w.workflow("poison", steps=steps)
+        await w.start()
+        await env.clock.advance(11)
+        await env.settle()
+        await crash(w)
+    final = await env.engine().workflow("poison", steps=steps).get(run.id)
+    assert final is not None
+    assert final.status == RunStatus.FAILED
+    assert final.error is not None
+    assert final.error.code == ErrorCode.DEAD_LETTERED
+    assert final.recoveries == 2
+
+
+class HeartbeatOutage:
+    """A store whose heartbeats fail (the rest works)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailableError("heartbeats are down")
+
+
+async def test_losing_the_lease_cancels_the_step_and_sets_the_signal(env: Env) -> None:
+    seen: list[bool] = []
+    started = asyncio.Event()
+
+    async def long(ctx: StepContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append(ctx.signal.is_set())
+            raise
+
+    async with env.engine(store=HeartbeatOutage(env.store), lease=30) as engine:
+        wf = engine.workflow("long", steps={"long": long})
+        await wf.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await env.clock.advance(20)
+        await env.settle()
+        assert seen == []
+        await env.clock.advance(10)
+        await env.settle()
+        assert seen == [True]  # by the lease's expiry on its own clock
+
+
+async def test_heartbeats_keep_a_long_step_owned(env: Env) -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    async def long(ctx: StepContext) -> str:
+        started.set()
+        await gate.wait()
+        return "finished"
+
+    async with env.engine(worker_id="holder", lease=30) as engine:
+        wf = engine.workflow("hb", steps={"long": long})
+        run = await wf.start()
+        await asyncio.wait_for(started.wait(), 5)
+        other = env.engine(worker_id="thief", lease=30)
+        other.workflow("hb", steps={"long": long})
+        await other.start()
+        for _ in range(12):  # two minutes: four leases long
+            await env.clock.advance(10)
+            await env.settle()
+        stored = await wf.get(run.id)
+        assert stored is not None
+        assert stored.lease is not None
+        assert stored.lease.owner == "holder"
+        gate.set()
+        done = await wf.wait_for(run.id, timeout=10)
+    assert done.output == "finished"
+    assert done.recoveries == 0
+
+
+async def test_shutdown_releases_leases_of_runs_it_did_not_finish(env: Env) -> None:
+    started = asyncio.Event()
+
+    async def hang(ctx: StepContext) -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    engine = env.engine(worker_id="leaving")
+    await engine.start()
+    wf = engine.workflow("bye", steps={"hang": hang})
+    run = await wf.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await engine.shutdown(timeout=0.01)
+    stored = await env.store.get(run.id)
+    assert stored is not None
+    assert stored.lease is None
+    assert stored.status == RunStatus.RUNNING
