@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -39,16 +40,23 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._hb_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._unsubscribe: Callable[[], None] | None = None
         self.idle_polls = 0
         self.store_failures = 0
 
     def start(self) -> None:
         """Start the claim loop."""
+        # A clock that announces its moves (FakeClock) replaces idle polling:
+        # the worker polls each time time moves instead of every poll interval.
+        subscribe = getattr(self.engine.clock, "subscribe", None)
+        self._unsubscribe = subscribe(self.wake) if callable(subscribe) else None
         self._loop_task = asyncio.create_task(self._run(), name="streamline:worker")
 
     async def stop(self) -> None:
         """Stop claiming and heartbeating (in-flight runs are the engine's business)."""
         self._stopping = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
         self._wake.set()
         for task in (self._loop_task,):
             if task is not None:
@@ -128,6 +136,8 @@ class Worker:
             )
             if self.store_failures:
                 delay = max(delay, min(30.0, eng.min_poll_interval * 2**self.store_failures))
+            elif self._unsubscribe is not None:
+                delay = float("inf")  # the clock wakes us whenever it moves
             now = eng.clock.now()
             while self._timers and self._timers[0] <= now:
                 heapq.heappop(self._timers)
@@ -136,6 +146,9 @@ class Worker:
                 delay = min(delay, (self._timers[0] - now).total_seconds())
             if delay <= 0 or self._wake.is_set():
                 await asyncio.sleep(0)
+                continue
+            if delay == float("inf"):
+                await self._wake.wait()
                 continue
             await self._sleep_or_wake(delay)
 

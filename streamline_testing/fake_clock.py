@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 __all__ = ["FakeClock"]
@@ -31,6 +32,7 @@ class FakeClock:
         self._now = start if start.tzinfo else start.replace(tzinfo=UTC)
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
+        self._subscribers: list[Callable[[], None]] = []
 
     def now(self) -> datetime:
         """The fake current time."""
@@ -46,6 +48,25 @@ class FakeClock:
             self._sleepers, (self._now + timedelta(seconds=seconds), next(self._seq), fut)
         )
         await fut
+
+    def subscribe(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` whenever time moves; returns an unsubscribe function.
+
+        Engines subscribe so that, under a fake clock, they poll the store each
+        time the test moves time instead of sleeping through a poll interval:
+        ``advance(86400 * 30)`` costs a few polls, not millions.
+        """
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def _moved(self) -> None:
+        for callback in list(self._subscribers):
+            callback()
 
     @property
     def pending(self) -> int:
@@ -68,8 +89,10 @@ class FakeClock:
                 continue
             self._now = max(self._now, deadline)
             fut.set_result(None)
+            self._moved()
             await self.settle()
         self._now = target
+        self._moved()
         await self.settle()
 
     async def settle(self, rounds: int = 50) -> None:
