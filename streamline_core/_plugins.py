@@ -43,7 +43,10 @@ class PluginRelay:
             pm.load_setuptools_entrypoints(hooks.PROJECT)
         for plugin in plugins:
             self.register(plugin)
-        pm.check_pending()
+        try:
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            raise ValidationError(f"invalid plugin: {exc}") from None
         self._check_sync_policies()
 
     def register(self, plugin: object, name: str | None = None) -> None:

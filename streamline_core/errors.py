@@ -173,9 +173,19 @@ class ValidationError(WorkflowError):
 
 
 class DataCorruptionError(WorkflowError):
-    """A document read from the store does not describe a valid run."""
+    """A document read from the store does not describe a valid run.
+
+    Attributes:
+        claimed: When raised by ``Store.claim``: the valid runs that the same
+            call leased (the engine still executes them).
+    """
 
     code = ErrorCode.DATA_CORRUPTION
+    claimed: list[Any]
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.claimed = []
 
 
 class MaxRetriesExceededError(WorkflowError):

@@ -38,7 +38,10 @@ Required operations
         store may read candidates first, but each lease must be one
         conditional write whose filter repeats the claimable conditions and
         pins the revision it read: while a lease is live a run is never
-        returned to two workers.
+        returned to two workers. A leased document that fails validation
+        stays leased (so no worker spins on it); after leasing the batch the
+        store raises ``DataCorruptionError`` for the first such run, with the
+        valid runs leased in the same call in its ``claimed`` attribute.
     ``transition(run_id, expected_revision, patch, owner=None) -> run``
         Compare-and-set. Apply ``patch`` only if the stored ``revision ==
         expected_revision`` and, when ``owner`` is given, ``lease.owner ==

@@ -13,7 +13,12 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from streamline_core.errors import ConflictError, LeaseLostError, WorkflowNotFoundError
+from streamline_core.errors import (
+    ConflictError,
+    DataCorruptionError,
+    LeaseLostError,
+    WorkflowNotFoundError,
+)
 from streamline_core.run import (
     RunPage,
     RunStatus,
@@ -86,23 +91,30 @@ class InMemoryStore:
         candidates = [
             d
             for d in self._docs.values()
-            if d["status"] in _CLAIMABLE
-            and d["next_run_at"] is not None
+            if d.get("status") in _CLAIMABLE
+            and d.get("next_run_at") is not None
             and d["next_run_at"] <= now
-            and not d["paused"]
-            and (d["lease"] is None or d["lease"]["expires_at"] <= now)
-            and d["workflow_id"] in workflows
-            and (tenant_id is None or d["tenant_id"] == tenant_id)
+            and not d.get("paused")
+            and (d.get("lease") is None or d["lease"]["expires_at"] <= now)
+            and d.get("workflow_id") in workflows
+            and (tenant_id is None or d.get("tenant_id") == tenant_id)
         ]
-        candidates.sort(key=lambda d: (-d["priority"], d["next_run_at"], d["id"]))
-        claimed = []
+        candidates.sort(key=lambda d: (-d.get("priority", 0), d["next_run_at"], d["id"]))
+        claimed: list[WorkflowRun] = []
+        corrupt: list[DataCorruptionError] = []
         for d in candidates[:limit]:
-            if d["lease"] is not None and d["status"] == RunStatus.RUNNING.value:
-                d["recoveries"] += 1
+            if d.get("lease") is not None and d["status"] == RunStatus.RUNNING.value:
+                d["recoveries"] = d.get("recoveries", 0) + 1
             d["lease"] = {"owner": worker, "expires_at": now + timedelta(seconds=lease_for)}
-            d["revision"] += 1
+            d["revision"] = d.get("revision", 0) + 1
             self.writes += 1
-            claimed.append(self._load(d))
+            try:
+                claimed.append(self._load(d))
+            except DataCorruptionError as exc:
+                corrupt.append(exc)
+        if corrupt:
+            corrupt[0].claimed = claimed
+            raise corrupt[0]
         return claimed
 
     async def transition(
