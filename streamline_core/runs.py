@@ -84,6 +84,24 @@ class Runs:
         """The run, or ``None`` (also for another tenant's run)."""
         return await self._engine._get(run_id)
 
+    async def resume(self, run_id: str, payload: Any = None) -> WorkflowRun:
+        """Resume any workflow's run waiting on ``ctx.wait`` (for admin tools).
+
+        Raises:
+            WorkflowNotFoundError: unknown run.
+            InvalidStateError: the run is not waiting on ``ctx.wait``.
+        """
+        return await self._engine._resume(run_id, payload, None)
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> WorkflowRun:
+        """Cancel any workflow's active run (for admin tools).
+
+        Raises:
+            WorkflowNotFoundError: unknown run.
+            InvalidStateError: the run already ended.
+        """
+        return await self._engine._cancel(run_id, reason, None)
+
     async def find(
         self,
         *,

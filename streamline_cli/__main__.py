@@ -1,0 +1,5 @@
+"""``python -m streamline_cli``."""
+
+from streamline_cli.app import main
+
+main()
