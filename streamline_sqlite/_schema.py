@@ -1,0 +1,175 @@
+"""Table layout, indexes, connection settings and schema versioning.
+
+The run is stored whole as JSON text in ``doc`` (the source of truth the
+store returns), and every field a query or a claim filters on is copied into
+an indexed column. Datetimes in columns are integer microseconds since the
+Unix epoch, so they sort and compare exactly; the JSON keeps ISO strings.
+
+The schema version lives in ``PRAGMA user_version``. ``_MIGRATIONS[v]`` takes
+a database from version ``v`` to ``v + 1``; version 0 is an empty file. A
+database written by a newer release is refused rather than misread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from streamline_core.errors import StoreUnavailableError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SYNCHRONOUS_MODES",
+    "check_sqlite_version",
+    "connect",
+    "ensure_schema",
+]
+
+SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+# The claim query must repeat these two conditions verbatim: SQLite uses a
+# partial index only when the query's WHERE visibly implies the index's WHERE.
+ACTIVE_SQL = "status IN ('draft', 'running', 'waiting')"
+CLAIMABLE_SQL = f"{ACTIVE_SQL} AND paused = 0"
+
+_V1 = (
+    """
+    CREATE TABLE runs (
+        id               TEXT PRIMARY KEY NOT NULL,
+        workflow_id      TEXT NOT NULL,
+        tenant_id        TEXT,
+        status           TEXT NOT NULL,
+        paused           INTEGER NOT NULL,
+        next_run_at      INTEGER,
+        priority         INTEGER NOT NULL,
+        lease_owner      TEXT,
+        lease_expires_at INTEGER,
+        revision         INTEGER NOT NULL,
+        idempotency_key  TEXT,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        ended_at         INTEGER,
+        wait_event       TEXT,
+        hook_token_hash  TEXT,
+        doc              TEXT NOT NULL
+    )
+    """,
+    # Claims walk only due, active, unpaused runs in next_run_at order: the
+    # cost is O(log n + due runs), whatever the number of finished or
+    # sleeping runs.
+    f"CREATE INDEX runs_claimable ON runs (next_run_at) WHERE {CLAIMABLE_SQL}",
+    # Idempotent create. Unique indexes treat NULLs as distinct, so the tenant
+    # goes in as (is-null flag, value): a NULL tenant and a '' tenant differ.
+    "CREATE UNIQUE INDEX runs_idempotency ON runs "
+    "(workflow_id, tenant_id IS NULL, ifnull(tenant_id, ''), idempotency_key) "
+    f"WHERE idempotency_key IS NOT NULL AND {ACTIVE_SQL}",
+    # Keyset pagination for both sort fields, plus the usual list filters.
+    "CREATE INDEX runs_created ON runs (created_at, id)",
+    "CREATE INDEX runs_updated ON runs (updated_at, id)",
+    "CREATE INDEX runs_workflow ON runs (workflow_id, created_at, id)",
+    "CREATE INDEX runs_tenant ON runs (tenant_id, created_at, id) WHERE tenant_id IS NOT NULL",
+    # Broadcast events and hook resumes look runs up by these.
+    "CREATE INDEX runs_wait_event ON runs (wait_event) WHERE wait_event IS NOT NULL",
+    "CREATE INDEX runs_hook ON runs (hook_token_hash) WHERE hook_token_hash IS NOT NULL",
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+MIN_SQLITE_VERSION = (3, 35, 0)
+"""``UPDATE … RETURNING`` (claims, heartbeats) arrived in SQLite 3.35."""
+
+
+def check_sqlite_version() -> None:
+    """Refuse an SQLite library too old for the statements the store runs.
+
+    Raises:
+        StoreUnavailableError: The linked SQLite predates 3.35.
+    """
+    if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        needed = ".".join(map(str, MIN_SQLITE_VERSION))
+        raise StoreUnavailableError(
+            f"streamline_sqlite needs SQLite {needed} or newer; "
+            f"this Python links SQLite {sqlite3.sqlite_version}"
+        )
+
+
+def connect(
+    path: str, *, synchronous: str, busy_timeout: float, writer: bool
+) -> sqlite3.Connection:
+    """Open and configure one connection (on the thread that will use it).
+
+    Args:
+        path: Database file, or ``":memory:"``.
+        synchronous: ``PRAGMA synchronous`` level (validated by the caller).
+        busy_timeout: Seconds to wait for another connection's lock.
+        writer: Whether this is the write connection; it switches the file
+            to WAL (persistent) and the others are made read-only.
+
+    Raises:
+        sqlite3.Error: Left to the caller's translation.
+    """
+    # isolation_level=None: the store issues BEGIN/COMMIT itself, and a
+    # statement outside them is its own (read) transaction.
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, cached_statements=256)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if writer:
+            # WAL lets readers (this store's reader thread and other
+            # processes) run beside the writer; the mode sticks to the file.
+            conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        else:
+            conn.execute("PRAGMA query_only = 1")
+        conn.execute(f"PRAGMA synchronous = {synchronous}")
+        # Touch the schema so a garbage file fails here, not on first use.
+        conn.execute("PRAGMA user_version").fetchone()
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _user_version(conn: sqlite3.Connection) -> int:
+    row = conn.execute("PRAGMA user_version").fetchone()
+    return int(row[0])
+
+
+def _refuse_newer(version: int, path: str) -> None:
+    if version > SCHEMA_VERSION:
+        raise StoreUnavailableError(
+            f"SQLite database {path!r} has schema version {version}, newer than "
+            f"version {SCHEMA_VERSION} that this streamline_sqlite supports; "
+            "upgrade streamline to open it",
+            details={"schema_version": version, "supported_version": SCHEMA_VERSION},
+        )
+
+
+def ensure_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Create or migrate the schema to :data:`SCHEMA_VERSION`.
+
+    Race-safe across processes: the version is re-read under ``BEGIN
+    IMMEDIATE``, so of two processes opening a new file one creates the
+    schema and the other finds it done.
+
+    Raises:
+        StoreUnavailableError: The file was written by a newer schema version.
+        sqlite3.Error: Left to the caller's translation.
+    """
+    version = _user_version(conn)
+    _refuse_newer(version, path)
+    if version == SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        version = _user_version(conn)
+        _refuse_newer(version, path)
+        for migration in _MIGRATIONS[version:]:
+            for statement in migration:
+                conn.execute(statement)
+        # user_version is part of the transaction: schema and version land together.
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

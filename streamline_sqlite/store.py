@@ -1,0 +1,550 @@
+"""``SQLiteStore``: the Store contract on the standard library's ``sqlite3``.
+
+Threads, not aiosqlite
+    ``sqlite3`` is blocking, so something must keep its calls off the event
+    loop. aiosqlite runs one thread per connection and awaits every single
+    statement through it, which makes a transition several thread hops and
+    gives no say over how statements group into transactions. Here a
+    dedicated daemon *writer thread* owns the only write connection and runs
+    whole operations (read, check, write) as plain functions, so an operation
+    is one hop, and the writer decides what shares a transaction. A second
+    daemon thread with its own connection serves reads (WAL lets them run
+    beside the writer). Callers await asyncio futures the threads settle with
+    ``loop.call_soon_threadsafe``. Both threads are daemons: a store that is
+    never closed cannot keep the process alive. ``sqlite3`` releases the GIL
+    while SQLite works, so an fsync never stalls the loop. A ``:memory:``
+    database exists per connection, so it gets the writer thread only.
+
+Group commit
+    Every write (create, claim, transition, heartbeat, delete) goes to the
+    writer's queue. The writer takes whatever is queued — never waiting for
+    more, so a lone write commits at once — and runs it in one ``BEGIN
+    IMMEDIATE … COMMIT``; each caller is answered only after that COMMIT has
+    returned. At ``synchronous=FULL`` the fsync dominates a commit, so N
+    concurrent writes cost about one fsync instead of N. It is safe because:
+
+    * the jobs run one after another inside the transaction, each seeing the
+      writes of those before it, so the outcome is exactly that of the same
+      operations committed one by one in queue order;
+    * each job makes every check (revision, lease owner, idempotency key,
+      validity of the patched run) before its one write statement, and SQLite
+      undoes a failed statement alone, so a job that fails — a stale revision,
+      a foreign owner, a missing run — has written nothing, raises its own
+      error, and does not disturb the rest of the batch (a claim leases a
+      corrupt document too, so no worker spins on it, and reports it after
+      the valid runs it leased);
+    * if SQLite ends the transaction (I/O error, disk full) or COMMIT fails,
+      every job of the batch fails: nothing is acknowledged that is not on
+      disk;
+    * ``BEGIN IMMEDIATE`` takes the database write lock for the whole batch,
+      so other processes see all of it or none of it, and their own writes
+      (claims included) wait on the busy timeout rather than interleave.
+
+    Cancelling an awaiting caller does not withdraw its write: once queued it
+    commits or fails like any other.
+
+Multiple processes
+    Any number of stores, in any number of processes, may open one file.
+    Every write runs under ``BEGIN IMMEDIATE`` and re-reads what it checks
+    inside that transaction, so claims are exclusive and CAS is exact across
+    processes; a claim is one ``UPDATE … WHERE id IN (SELECT … LIMIT n)
+    RETURNING doc`` whose inner query repeats the claimable conditions.
+
+Durability
+    WAL mode with ``synchronous=FULL`` by default: a write is acknowledged
+    after it is in the fsynced WAL.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sqlite3
+import weakref
+from collections.abc import Collection, Mapping
+from contextlib import closing
+from datetime import datetime, timedelta
+from typing import Any
+
+from streamline_core.errors import (
+    ConflictError,
+    DataCorruptionError,
+    LeaseLostError,
+    WorkflowNotFoundError,
+)
+from streamline_core.run import (
+    Lease,
+    RunPage,
+    RunStatus,
+    WorkflowRun,
+    encode_cursor,
+    run_to_document,
+)
+from streamline_core.store import RunQuery, apply_patch, sort_key
+from streamline_sqlite._codec import COLUMNS, columns, encode_doc, load_run, micros
+from streamline_sqlite._query import after_cursor, dicts_match, order_by, where
+from streamline_sqlite._schema import (
+    ACTIVE_SQL,
+    CLAIMABLE_SQL,
+    SYNCHRONOUS_MODES,
+    check_sqlite_version,
+    connect,
+    ensure_schema,
+)
+from streamline_sqlite._worker import Worker
+
+__all__ = ["SQLiteStore"]
+
+_INSERT = (
+    f"INSERT INTO runs (id, {', '.join(COLUMNS)}, doc) "
+    f"VALUES (?, {', '.join('?' for _ in COLUMNS)}, ?)"
+)
+_SELECT_FOR_UPDATE = f"SELECT doc, {', '.join(COLUMNS)} FROM runs WHERE id = ?"
+_REVISION = COLUMNS.index("revision")
+_LEASE_OWNER = COLUMNS.index("lease_owner")
+
+
+@functools.lru_cache(maxsize=512)
+def _update_sql(changed: tuple[int, ...]) -> str:
+    # SQLite maintains an index only when the UPDATE assigns one of its
+    # columns, and every touched index page is one more WAL frame to write
+    # and fsync; so a transition assigns only the columns whose value changed.
+    assignments = "".join(f"{COLUMNS[i]} = ?, " for i in changed)
+    return f"UPDATE runs SET {assignments}doc = ? WHERE id = ? AND revision = ?"
+
+
+# Matches the partial unique index runs_idempotency term by term.
+_ACTIVE_BY_KEY = (
+    "SELECT doc FROM runs WHERE workflow_id = ? AND (tenant_id IS NULL) = ? "
+    f"AND ifnull(tenant_id, '') = ? AND idempotency_key = ? AND {ACTIVE_SQL}"
+)
+# Column references in SET read the row as it was before the update, so
+# lease_owner/status below are the claimed run's previous values. INDEXED BY:
+# left alone, the planner prefers runs_workflow and walks every run of the
+# workflow, finished ones included; runs_claimable holds only active, unpaused
+# runs in due order, so a claim costs O(log n + due runs).
+_CLAIM = """
+UPDATE runs SET
+    lease_owner = ?1,
+    lease_expires_at = ?2,
+    revision = revision + 1,
+    doc = json_set(
+        doc,
+        '$.lease', json(?3),
+        '$.revision', revision + 1,
+        '$.recoveries', ifnull(json_extract(doc, '$.recoveries'), 0)
+            + (lease_owner IS NOT NULL AND status = 'running'))
+WHERE id IN (
+    SELECT id FROM runs INDEXED BY runs_claimable
+    WHERE {claimable} AND next_run_at <= ?4
+      AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)
+      AND workflow_id IN (SELECT value FROM json_each(?5)){tenant}
+    ORDER BY priority DESC, next_run_at ASC, id ASC
+    LIMIT ?6)
+RETURNING doc
+"""
+_CLAIM_ANY_TENANT = _CLAIM.format(claimable=CLAIMABLE_SQL, tenant="")
+_CLAIM_ONE_TENANT = _CLAIM.format(claimable=CLAIMABLE_SQL, tenant=" AND tenant_id = ?7")
+_HEARTBEAT = (
+    "UPDATE runs SET lease_expires_at = ?, doc = json_set(doc, '$.lease.expires_at', ?) "
+    "WHERE id = ? AND lease_owner = ? RETURNING status"
+)
+
+
+def _corrupt_json(run_id: str | None) -> DataCorruptionError:
+    return DataCorruptionError(f"stored run {run_id!r} is not a valid JSON document", run_id=run_id)
+
+
+def _open_writer(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
+    conn = connect(path, synchronous=synchronous, busy_timeout=busy_timeout, writer=True)
+    try:
+        ensure_schema(conn, path)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _stop_workers(*workers: Worker) -> None:
+    for worker in workers:
+        worker.stop_nowait()
+
+
+class SQLiteStore:
+    """A durable Store in one SQLite file, safe for many processes on one host.
+
+    Opening creates the schema in an empty file (and the file itself), or
+    checks the version of an existing one.
+
+    Args:
+        path: Database file, or ``":memory:"`` for a private in-memory database.
+        synchronous: ``PRAGMA synchronous``: ``"FULL"`` (default: an
+            acknowledged write survives power loss), ``"NORMAL"`` (survives a
+            process crash; may lose the last commits on power loss),
+            ``"EXTRA"`` or ``"OFF"``.
+        busy_timeout: Seconds a write waits for another process's lock before
+            failing with ``StoreUnavailableError``.
+
+    Raises:
+        ValueError: An unknown ``synchronous`` mode or a negative timeout.
+        StoreUnavailableError: The file cannot be opened, is locked past the
+            timeout, or was written by a newer schema version; or the linked
+            SQLite is older than 3.35.
+        DataCorruptionError: The file is not a SQLite database or is damaged.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: str = "FULL",
+        busy_timeout: float = 5.0,
+    ) -> None:
+        self._path = os.fspath(path)
+        mode = synchronous.upper()
+        if mode not in SYNCHRONOUS_MODES:
+            raise ValueError(
+                f"synchronous must be one of {sorted(SYNCHRONOUS_MODES)}, not {synchronous!r}"
+            )
+        if busy_timeout < 0:
+            raise ValueError(f"busy_timeout must be >= 0, not {busy_timeout!r}")
+        check_sqlite_version()
+        # "" is SQLite's private temporary database: per connection, like :memory:.
+        self._shared = self._path in (":memory:", "")
+        # The workers must not reference the store (partial, not bound
+        # methods): the finalizer below holds them, and would keep it alive.
+        self._writer = Worker(
+            "streamline-sqlite-writer",
+            functools.partial(
+                _open_writer, self._path, synchronous=mode, busy_timeout=busy_timeout
+            ),
+            transactional=True,
+        )
+        self._writer.start()
+        if self._shared:
+            self._reader = self._writer
+        else:
+            self._reader = Worker(
+                "streamline-sqlite-reader",
+                functools.partial(
+                    connect,
+                    self._path,
+                    synchronous=mode,
+                    busy_timeout=busy_timeout,
+                    writer=False,
+                ),
+                transactional=False,
+            )
+            try:
+                self._reader.start()
+            except BaseException:
+                self._writer.stop_nowait()
+                self._writer.thread.join()
+                raise
+        # An unclosed store still ends its threads once garbage-collected.
+        self._finalizer = weakref.finalize(self, _stop_workers, self._writer, self._reader)
+
+    @property
+    def path(self) -> str:
+        """The database path this store opened."""
+        return self._path
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self._path!r})"
+
+    # Writes: each is one job on the writer thread, run inside a group-commit transaction.
+
+    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+        """Insert ``run``, or return the active run holding its idempotency key.
+
+        Returns:
+            ``(run as stored, True)``, or ``(existing active run, False)`` when
+            an active run of the same workflow and tenant has the key.
+
+        Raises:
+            ConflictError: A run with this id exists.
+        """
+        text = encode_doc(run_to_document(run), run.id)
+        stored = load_run(text)
+        row = (stored.id, *columns(stored), text)
+        key = stored.idempotency_key
+        by_key = (
+            stored.workflow_id,
+            stored.tenant_id is None,
+            stored.tenant_id or "",
+            key,
+        )
+
+        def op(conn: sqlite3.Connection) -> tuple[WorkflowRun, bool]:
+            # Inside BEGIN IMMEDIATE no other connection can insert between
+            # this check and the insert; the unique index is the backstop.
+            if key is not None:
+                found = conn.execute(_ACTIVE_BY_KEY, by_key).fetchone()
+                if found is not None:
+                    return load_run(found[0]), False
+            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (stored.id,)).fetchone():
+                raise ConflictError(f"run {stored.id!r} already exists", run_id=stored.id)
+            conn.execute(_INSERT, row)
+            return stored, True
+
+        return await self._writer.run(op)
+
+    async def claim(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` claimable runs to ``worker``.
+
+        Order: priority descending, then ``next_run_at``, then id. Taking
+        over an expired lease of a ``running`` run counts a recovery.
+
+        Returns:
+            The claimed runs as stored after the claim.
+        """
+        if limit <= 0 or not workflows:
+            return []
+        expires = now + timedelta(seconds=lease_for)
+        lease = Lease(owner=worker, expires_at=expires).model_dump_json()
+        params: tuple[Any, ...] = (
+            worker,
+            micros(expires),
+            lease,
+            micros(now),
+            json.dumps(list(workflows)),
+            limit,
+        )
+        sql = _CLAIM_ANY_TENANT
+        if tenant_id is not None:
+            sql = _CLAIM_ONE_TENANT
+            params = (*params, tenant_id)
+
+        def op(conn: sqlite3.Connection) -> tuple[list[WorkflowRun], list[DataCorruptionError]]:
+            # A corrupt document stays leased (so no worker spins on it) and
+            # is reported after the valid runs of the same claim are kept.
+            runs: list[WorkflowRun] = []
+            corrupt: list[DataCorruptionError] = []
+            for (doc,) in conn.execute(sql, params).fetchall():
+                try:
+                    runs.append(load_run(doc))
+                except DataCorruptionError as exc:
+                    corrupt.append(exc)
+            return runs, corrupt
+
+        runs, corrupt = await self._writer.run(op)
+        # RETURNING has no defined order.
+        runs.sort(key=lambda r: (-r.priority, r.next_run_at or now, r.id))
+        if corrupt:
+            corrupt[0].claimed = runs
+            raise corrupt[0]
+        return runs
+
+    async def transition(
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: str | None = None,
+    ) -> WorkflowRun:
+        """Compare-and-set ``patch`` onto the run; the revision goes up by one.
+
+        Args:
+            run_id: The run.
+            expected_revision: The revision the caller read.
+            patch: Dotted paths to new values (``UNSET`` removes a key). Do
+                not mutate its values until the call returns.
+            owner: When given, the lease must belong to this worker.
+
+        Returns:
+            The run as now stored.
+
+        Raises:
+            WorkflowNotFoundError: No such run.
+            ConflictError: Stale revision, or the lease is not ``owner``'s.
+            DataCorruptionError: The patched run would be invalid (nothing
+                is written) or the stored one is.
+        """
+        patch = dict(patch)
+
+        def op(conn: sqlite3.Connection) -> WorkflowRun:
+            found = conn.execute(_SELECT_FOR_UPDATE, (run_id,)).fetchone()
+            if found is None:
+                raise WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
+            text, *old = found
+            revision, lease_owner = old[_REVISION], old[_LEASE_OWNER]
+            if revision != expected_revision:
+                raise ConflictError(
+                    f"run {run_id!r} is at revision {revision}, not {expected_revision}",
+                    run_id=run_id,
+                )
+            if owner is not None and lease_owner != owner:
+                raise ConflictError(f"run {run_id!r} is not leased to {owner!r}", run_id=run_id)
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                raise _corrupt_json(run_id) from None
+            if not isinstance(doc, dict):
+                raise _corrupt_json(run_id)
+            apply_patch(doc, patch)
+            doc["revision"] = expected_revision + 1
+            new_text = encode_doc(doc, run_id)
+            run = load_run(new_text)  # refuse a patch that would corrupt the run
+            new = columns(run)
+            changed = tuple(i for i, value in enumerate(new) if value != old[i])
+            params = (*(new[i] for i in changed), new_text, run_id, expected_revision)
+            written = conn.execute(_update_sql(changed), params).rowcount
+            if written != 1:  # unreachable under the write lock; the CAS in SQL is the backstop
+                raise ConflictError(f"run {run_id!r} changed concurrently", run_id=run_id)
+            return run
+
+        return await self._writer.run(op)
+
+    async def heartbeat(
+        self, run_id: str, owner: str, now: datetime, lease_for: float
+    ) -> RunStatus:
+        """Extend ``owner``'s lease to ``now + lease_for``; the revision stays.
+
+        Returns:
+            The run's status, so the worker learns of a cancellation.
+
+        Raises:
+            LeaseLostError: ``owner`` does not hold the lease, or no such run.
+        """
+        expires = now + timedelta(seconds=lease_for)
+        params = (micros(expires), expires.isoformat(), run_id, owner)
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            found = conn.execute(_HEARTBEAT, params).fetchone()
+            return None if found is None else str(found[0])
+
+        status = await self._writer.run(op)
+        if status is None:
+            raise LeaseLostError(f"{owner!r} does not hold run {run_id!r}", run_id=run_id)
+        try:
+            return RunStatus(status)
+        except ValueError:
+            raise DataCorruptionError(
+                f"stored run {run_id!r} has an unknown status {status!r}", run_id=run_id
+            ) from None
+
+    async def delete(self, query: RunQuery) -> int:
+        """Delete the runs matching ``query`` (limit and cursor ignored).
+
+        Returns:
+            How many runs were deleted.
+        """
+        clause = where(query)
+
+        def op(conn: sqlite3.Connection) -> int:
+            if not clause.python:
+                return conn.execute(f"DELETE FROM runs {clause.sql}", clause.params).rowcount
+            ids = _matching_ids(conn, clause.sql, clause.params, query)
+            conn.execute(
+                "DELETE FROM runs WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)
+            )
+            return len(ids)
+
+        return await self._writer.run(op)
+
+    # Reads: on the reader thread (the writer's for :memory:), one statement each.
+
+    async def get(self, run_id: str) -> WorkflowRun | None:
+        """The run with this id, or ``None``."""
+
+        def op(conn: sqlite3.Connection) -> WorkflowRun | None:
+            found = conn.execute("SELECT doc FROM runs WHERE id = ?", (run_id,)).fetchone()
+            return None if found is None else load_run(found[0])
+
+        return await self._reader.run(op)
+
+    async def find(self, query: RunQuery) -> RunPage:
+        """One page of the runs matching ``query``, keyset-paginated.
+
+        Raises:
+            ValueError: A malformed cursor, or a limit below 1.
+        """
+        if query.limit is not None and query.limit < 1:
+            raise ValueError(f"limit must be at least 1 (or None), not {query.limit!r}")
+        limit = query.limit
+        extra, extra_params = after_cursor(query)
+        clause = where(query, extra, extra_params)
+        sql = f"SELECT doc FROM runs {clause.sql} {order_by(query)}"
+        params = clause.params
+        if limit is not None and not clause.python:
+            sql += " LIMIT ?"
+            params = (*params, limit + 1)
+
+        def op(conn: sqlite3.Connection) -> list[WorkflowRun]:
+            runs: list[WorkflowRun] = []
+            # closing(): stopping early must end the statement, or the read
+            # transaction stays open and holds back WAL checkpoints.
+            with closing(conn.execute(sql, params)) as rows:
+                for (doc,) in rows:
+                    run = load_run(doc)
+                    if clause.python and not _dicts_match_run(run, query):
+                        continue
+                    runs.append(run)
+                    if limit is not None and len(runs) > limit:
+                        break
+            return runs
+
+        runs = await self._reader.run(op)
+        if limit is None or len(runs) <= limit:
+            return RunPage(items=runs)
+        page = runs[:limit]
+        last = page[-1]
+        field, _ = sort_key(query)
+        return RunPage(items=page, next_cursor=encode_cursor(getattr(last, field), last.id))
+
+    async def count(self, query: RunQuery) -> int:
+        """How many runs match ``query`` (limit and cursor ignored)."""
+        clause = where(query)
+
+        def op(conn: sqlite3.Connection) -> int:
+            if not clause.python:
+                found = conn.execute(f"SELECT count(*) FROM runs {clause.sql}", clause.params)
+                return int(found.fetchone()[0])
+            return len(_matching_ids(conn, clause.sql, clause.params, query))
+
+        return await self._reader.run(op)
+
+    async def close(self) -> None:
+        """Finish queued work, close the connections and end both threads. Idempotent."""
+        await self._writer.stop()
+        if self._reader is not self._writer:
+            await self._reader.stop()
+        self._finalizer.detach()
+
+
+def _dicts_match_run(run: WorkflowRun, query: RunQuery) -> bool:
+    """``meta``/``context`` filters of ``query`` against a loaded run."""
+    for data, filt in ((run.meta, query.meta), (run.context, query.context)):
+        if filt:
+            for key, value in filt.items():
+                if key not in data or data[key] != value:
+                    return False
+    return True
+
+
+def _matching_ids(
+    conn: sqlite3.Connection, where_sql: str, params: tuple[Any, ...], query: RunQuery
+) -> list[str]:
+    # Decodes only the two small JSON objects the filters need, not whole runs.
+    sql = (
+        "SELECT id, json_extract(doc, '$.meta'), json_extract(doc, '$.context') "
+        f"FROM runs {where_sql}"
+    )
+    ids: list[str] = []
+    with closing(conn.execute(sql, params)) as rows:
+        for run_id, meta, context in rows:
+            try:
+                if dicts_match(meta, context, query):
+                    ids.append(run_id)
+            except ValueError:
+                raise _corrupt_json(run_id) from None
+    return ids
