@@ -8,7 +8,6 @@ shared with callers.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +27,13 @@ from streamline_core.run import (
     run_from_document,
     run_to_document,
 )
-from streamline_core.store import RunQuery, apply_patch, matches_query, sort_key
+from streamline_core.store import (
+    RunQuery,
+    apply_patch,
+    clone_document,
+    matches_query,
+    sort_key,
+)
 
 __all__ = ["InMemoryStore", "from_url"]
 
@@ -52,7 +57,7 @@ class InMemoryStore:
         return f"InMemoryStore({self.name!r}, runs={len(self._docs)})"
 
     def _load(self, doc: dict[str, Any]) -> WorkflowRun:
-        return run_from_document(copy.deepcopy(doc))
+        return run_from_document(clone_document(doc))
 
     async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
         """Insert ``run`` unless an active run holds its idempotency key."""
@@ -135,9 +140,9 @@ class InMemoryStore:
             )
         if owner is not None and (doc["lease"] is None or doc["lease"]["owner"] != owner):
             raise ConflictError(f"run {run_id!r} is not leased to {owner!r}", run_id=run_id)
-        new = apply_patch(copy.deepcopy(doc), patch)
+        new = apply_patch(clone_document(doc), patch)
         new["revision"] = expected_revision + 1
-        run = run_from_document(new)  # refuse a patch that would corrupt the run
+        run = run_from_document(clone_document(new))  # refuse a patch that would corrupt the run
         self._docs[run_id] = new
         self.writes += 1
         return run

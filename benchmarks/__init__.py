@@ -1,0 +1,1 @@
+"""Streamline's performance suite (``python -m benchmarks``); never part of pass/fail."""
