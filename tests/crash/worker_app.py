@@ -1,0 +1,76 @@
+"""Crash-test worker: ``python -m tests.crash.worker_app DB LOG [LEASE [SLOTS]]``.
+
+Every step execution appends ``run_id step pid`` to LOG (one line, O_APPEND)
+before it returns, so the parent can count executions per step. Step ``two``
+of workflow ``crashy`` hangs while the file ``DB.hang`` exists, so the parent
+can kill the worker in the middle of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+from streamline_core import Engine, StepContext
+
+STEPS = ("one", "two", "three")
+
+
+def record(log: str, ctx: StepContext) -> None:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{ctx.run_id} {ctx.step_id} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def build(engine: Engine, db: str, log: str) -> None:
+    hang = Path(db + ".hang")
+
+    def step(name: str):  # type: ignore[no-untyped-def]
+        async def handler(ctx: StepContext) -> str:
+            record(log, ctx)
+            if name == "two" and ctx.workflow_id == "crashy":
+                while hang.exists():
+                    await asyncio.sleep(0.02)
+            else:
+                await asyncio.sleep(0.01)  # some work, so runs spread over workers
+            return f"{name} by {os.getpid()}"
+
+        return handler
+
+    for wf in ("crashy", "bulk"):
+        engine.workflow(wf, steps={s: step(s) for s in STEPS})
+
+
+async def main(db: str, log: str, lease: float, slots: int) -> None:
+    engine = Engine(
+        f"sqlite:///{db}",
+        lease=lease,
+        max_concurrent_runs=slots,
+        min_poll_interval=0.02,
+        max_poll_interval=0.2,
+        load_entry_point_plugins=False,
+    )
+    build(engine, db, log)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    async with engine:
+        print("ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    asyncio.run(
+        main(
+            args[0],
+            args[1],
+            float(args[2]) if len(args) > 2 else 2.0,
+            int(args[3]) if len(args) > 3 else 100,
+        )
+    )
