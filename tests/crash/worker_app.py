@@ -12,7 +12,6 @@ import asyncio
 import os
 import signal
 import sys
-from pathlib import Path
 
 from streamline_core import Engine, StepContext
 
@@ -28,13 +27,13 @@ def record(log: str, ctx: StepContext) -> None:
 
 
 def build(engine: Engine, db: str, log: str) -> None:
-    hang = Path(db + ".hang")
+    hang = db + ".hang"
 
     def step(name: str):  # type: ignore[no-untyped-def]
         async def handler(ctx: StepContext) -> str:
             record(log, ctx)
             if name == "two" and ctx.workflow_id == "crashy":
-                while hang.exists():
+                while await asyncio.to_thread(os.path.exists, hang):
                     await asyncio.sleep(0.02)
             else:
                 await asyncio.sleep(0.01)  # some work, so runs spread over workers
