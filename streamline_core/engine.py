@@ -23,6 +23,7 @@ from streamline_core import _patches as P
 from streamline_core._json import Unstorable, to_json_value
 from streamline_core._plugins import PluginRelay
 from streamline_core._store_url import resolve_store_url, store_from_url
+from streamline_core._tracking import IOTracker, TrackedStore
 from streamline_core.clock import Clock, SystemClock
 from streamline_core.definition import StepDefaults
 from streamline_core.errors import (
@@ -118,6 +119,16 @@ class Engine:
         else:
             self.store = store
         self.clock: Clock = clock or SystemClock()
+        self._tracker = IOTracker()
+        # Under a clock that can settle (FakeClock), count store calls in flight so
+        # advancing time waits for commits still on their way; no cost otherwise.
+        add_settler = getattr(self.clock, "add_settler", None)
+        self._remove_settler = add_settler(self._tracker.settle) if callable(add_settler) else None
+        self._io: Store = (
+            TrackedStore(self.store, self._tracker)
+            if self._remove_settler is not None
+            else self.store
+        )
         self.worker_id = worker_id or _default_worker_id()
         self.lease = lease_s
         self.max_concurrent_runs = max_concurrent_runs
@@ -199,9 +210,6 @@ class Engine:
             self._worker.wake()
         return wf
 
-    def _definition_changed(self, wf: Workflow) -> None:
-        """A decorator added a step: refuse if another registered definition now equals it."""
-
     def get_workflow(self, name: str, version: str | None = None) -> Workflow:
         """A registered workflow (the latest registered version when ``version`` is None)."""
         versions = self._workflows.get(name)
@@ -229,6 +237,10 @@ class Engine:
         """Subscribe to an event (``"workflow:completed"``, ``"*"``, ...); a decorator too."""
         result = self._bus.on(name, handler)
         return result
+
+    def off(self, name: str, handler: EventHandler) -> None:
+        """Unsubscribe ``handler`` from ``name`` (nothing happens if it was not subscribed)."""
+        self._bus.off(name, handler)
 
     async def _emit(
         self,
@@ -322,21 +334,25 @@ class Engine:
                     await asyncio.wait(still, timeout=5.0)
             for s in states:
                 await self._release_quietly(s.run)
+        if self._worker is not None:
+            await self._worker.stop_heartbeats()
         self._closed = True
         self._worker = None
+        if self._remove_settler is not None:
+            self._remove_settler()
         if self._owns_store:
-            await self.store.close()
+            await self._io.close()
 
     async def _release_quietly(self, run: WorkflowRun) -> None:
         try:
-            current = await self.store.get(run.id)
+            current = await self._io.get(run.id)
             if (
                 current is not None
                 and not current.is_terminal
                 and current.lease is not None
                 and current.lease.owner == self.worker_id
             ):
-                await self.store.transition(
+                await self._io.transition(
                     current.id,
                     current.revision,
                     P.release(current, self.clock.now()),
@@ -405,7 +421,7 @@ class Engine:
             return
         now = self.clock.now()
         try:
-            status = await self.store.heartbeat(run_id, self.worker_id, now, self.lease)
+            status = await self._io.heartbeat(run_id, self.worker_id, now, self.lease)
         except LeaseLostError:
             state.interrupt("lease_lost")
             return
@@ -423,7 +439,7 @@ class Engine:
         return workflow_id is None or run.workflow_id == workflow_id
 
     async def _get(self, run_id: str, workflow_id: str | None = None) -> WorkflowRun | None:
-        run = await self.store.get(run_id)
+        run = await self._io.get(run_id)
         return run if self._in_scope(run, workflow_id) else None
 
     async def _require(self, run_id: str, workflow_id: str | None = None) -> WorkflowRun:
@@ -493,7 +509,7 @@ class Engine:
             created_at=now,
             updated_at=now,
         )
-        stored, created = await self.store.create(run)
+        stored, created = await self._io.create(run)
         if not created:
             return stored
         await self._emit("workflow:started", run=stored, data={"input": stored_input})
@@ -516,7 +532,7 @@ class Engine:
             run = await self._require(run_id, workflow_id)
             patch = build(run)
             try:
-                return await self.store.transition(run.id, run.revision, patch)
+                return await self._io.transition(run.id, run.revision, patch)
             except ConflictError:
                 await asyncio.sleep(0)
                 continue
@@ -581,7 +597,7 @@ class Engine:
             raise not_found()
         from streamline_core.store import RunQuery
 
-        page = await self.store.find(
+        page = await self._io.find(
             RunQuery(hook_token_hash=hash_token(token), tenant_id=self.tenant_id, limit=1)
         )
         if not page.items:
@@ -697,7 +713,7 @@ class Engine:
         resumed = 0
         cursor: str | None = None
         while True:
-            page = await self.store.find(
+            page = await self._io.find(
                 RunQuery(
                     waiting_for_event=name,
                     tenant_id=self.tenant_id,
@@ -775,7 +791,7 @@ class Engine:
         if run.lease is not None and run.status == RunStatus.RUNNING:
             patch["recoveries"] = run.recoveries + 1
         try:
-            leased = await self.store.transition(run.id, run.revision, patch)
+            leased = await self._io.transition(run.id, run.revision, patch)
         except ConflictError:
             return await self._require(run_id, workflow_id)
         if not self._dispatch(leased):
@@ -825,7 +841,7 @@ class Engine:
             step_id=run.current_step_id,
         )
         try:
-            done = await self.store.transition(
+            done = await self._io.transition(
                 run.id,
                 run.revision,
                 P.fail_run(run, error, now=self.clock.now()),

@@ -93,9 +93,9 @@ class Executor:
             if patch is None:
                 raise _Dropped()
             try:
-                new = await eng.store.transition(run.id, run.revision, patch, owner=eng.worker_id)
+                new = await eng._io.transition(run.id, run.revision, patch, owner=eng.worker_id)
             except ConflictError:
-                current = await eng.store.get(run.id)
+                current = await eng._io.get(run.id)
                 if (
                     current is None
                     or current.is_terminal
@@ -327,7 +327,11 @@ class Executor:
             if spec.is_async:
                 result = await spec.handler(ctx)
             else:
-                result = await asyncio.to_thread(spec.handler, ctx)
+                eng._tracker.pending += 1
+                try:
+                    result = await asyncio.to_thread(spec.handler, ctx)
+                finally:
+                    eng._tracker.pending -= 1
                 if asyncio.iscoroutine(result):
                     result = await result
             if state.cancel_reason is not None:

@@ -217,8 +217,12 @@ class WorkflowRun(_Model):
 
     @property
     def outputs(self) -> dict[str, Any]:
-        """Outputs of the steps that are done, by step id."""
-        return {s.step_id: s.output for s in self.steps if s.status == StepStatus.DONE}
+        """Outputs of the steps that are done or skipped, by step id."""
+        return {
+            s.step_id: s.output
+            for s in self.steps
+            if s.status in (StepStatus.DONE, StepStatus.SKIPPED)
+        }
 
 
 class RunPage(BaseModel):

@@ -144,7 +144,7 @@ class Runs:
             cursor=cursor,
         )
         try:
-            return await self._engine.store.find(query)
+            return await self._engine._io.find(query)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
 
@@ -170,7 +170,7 @@ class Runs:
             created_before=created_before,
             limit=None,
         )
-        return await self._engine.store.count(query)
+        return await self._engine._io.count(query)
 
     async def delete(
         self,
@@ -199,4 +199,4 @@ class Runs:
             updated_before=updated_before,
             limit=None,
         )
-        return await self._engine.store.delete(query)
+        return await self._engine._io.delete(query)

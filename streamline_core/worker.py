@@ -96,7 +96,7 @@ class Worker:
         if free <= 0 or not names:
             return 0
         try:
-            runs = await eng.store.claim(
+            runs = await eng._io.claim(
                 eng.worker_id, eng.clock.now(), eng.lease, free, names, eng.tenant_id
             )
         except DataCorruptionError as exc:
@@ -177,7 +177,7 @@ class Worker:
                 if remaining > eng.lease - period:
                     continue  # a commit refreshed it recently
                 try:
-                    status = await eng.store.heartbeat(run_id, eng.worker_id, now, eng.lease)
+                    status = await eng._io.heartbeat(run_id, eng.worker_id, now, eng.lease)
                 except LeaseLostError:
                     state.interrupt("lease_lost")
                     continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 __all__ = ["FakeClock"]
@@ -33,6 +33,7 @@ class FakeClock:
         self._sleepers: list[tuple[datetime, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         self._subscribers: list[Callable[[], None]] = []
+        self._settlers: list[Callable[[], Awaitable[bool]]] = []
 
     def now(self) -> datetime:
         """The fake current time."""
@@ -63,6 +64,22 @@ class FakeClock:
                 self._subscribers.remove(callback)
 
         return unsubscribe
+
+    def add_settler(self, settler: Callable[[], Awaitable[bool]]) -> Callable[[], None]:
+        """Have :meth:`settle` also wait for ``settler()``; returns a remover.
+
+        A settler awaits work that runs outside the event loop (store threads,
+        sockets, handlers in threads) and returns whether it had to wait.
+        Engines add one, so ``advance`` never moves time while a commit is
+        still on its way to the database.
+        """
+        self._settlers.append(settler)
+
+        def remove() -> None:
+            if settler in self._settlers:
+                self._settlers.remove(settler)
+
+        return remove
 
     def _moved(self) -> None:
         for callback in list(self._subscribers):
@@ -95,11 +112,19 @@ class FakeClock:
         self._moved()
         await self.settle()
 
-    async def settle(self, rounds: int = 50) -> None:
-        """Let ready tasks run: yield to the event loop ``rounds`` times.
+    async def settle(self, rounds: int = 20) -> None:
+        """Let ready work run before time moves on.
 
-        Work that waits on real I/O (a SQLite thread, a socket) may need more
-        than yielding; tests wait on outcomes (``Workflow.wait_for``) for that.
+        Yields to the event loop ``rounds`` times, then waits for every
+        settler (engines register one for their store I/O), and repeats
+        until nothing was pending.
         """
-        for _ in range(rounds):
-            await asyncio.sleep(0)
+        for _ in range(100):
+            for _ in range(rounds):
+                await asyncio.sleep(0)
+            busy = False
+            for settler in list(self._settlers):
+                if await settler():
+                    busy = True
+            if not busy:
+                return

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--store",
         action="store",
-        default=os.environ.get("STREAMLINE_TEST_STORE", "memory"),
-        choices=STORES,
-        help="store the engine tests run against (memory, sqlite, mongo)",
+        default=os.environ.get("STREAMLINE_TEST_STORE", "all"),
+        choices=(*STORES, "all"),
+        help="store the engine tests run against: memory, sqlite, mongo, or all (default)",
     )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Engine tests (those using ``env``) run once per selected store."""
+    if "store_kind" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--store")
+        kinds = STORES if chosen == "all" else (chosen,)
+        metafunc.parametrize("store_kind", kinds)
 
 
 def make_store(kind: str, tmp_path: Path) -> Store:
@@ -56,7 +65,7 @@ def make_store(kind: str, tmp_path: Path) -> Store:
             from pymongo import AsyncMongoClient
 
             client: Any = AsyncMongoClient(url, tz_aware=True)
-            return MongoStore(client[f"streamline_test_{os.getpid()}_{id(tmp_path)}"])
+            return MongoStore(client[f"streamline_test_{os.getpid()}_{uuid.uuid4().hex[:12]}"])
         from mongomock_motor import AsyncMongoMockClient
 
         return MongoStore(AsyncMongoMockClient(tz_aware=True)["streamline_test"])
@@ -91,12 +100,10 @@ class Env:
         for engine in self.engines:
             await engine.shutdown(timeout=2)
         await self.store.close()
-
-
-@pytest.fixture
-def store_kind(request: pytest.FixtureRequest) -> str:
-    kind: str = request.config.getoption("--store")
-    return kind
+        if self.kind == "mongo" and os.environ.get("STREAMLINE_TEST_MONGO_URL"):
+            db: Any = self.store.collection.database  # type: ignore[attr-defined]
+            await db.client.drop_database(db.name)
+            await db.client.close()
 
 
 @pytest.fixture

@@ -1,0 +1,82 @@
+"""Run <-> MongoDB document conversion.
+
+A run is stored as the fields of ``run_to_document`` with the id moved to
+``_id`` (no separate ``id`` field). Values are normalised before they are
+sent, so that what the store returns after a write equals what the server
+keeps, on MongoDB and on mongomock alike:
+
+* datetimes become aware UTC, truncated to whole milliseconds (BSON dates
+  hold milliseconds; the driver would truncate them anyway);
+* enum members become their plain values (mongomock would otherwise keep the
+  Python enum object, MongoDB the string).
+
+One field is the store's own: ``holds_idempotency_key: true`` marks a run
+that was created active with an idempotency key and has not ended since. The
+partial unique index that makes keyed creates race-safe covers exactly these
+runs (see ``_indexes.IDEMPOTENCY_INDEX``). Readers ignore the field.
+
+Values BSON cannot hold are refused here with ``ValidationError``, the same
+way on both backends (mongomock raises ``TypeError`` for a non-string key
+where PyMongo raises ``InvalidDocument``): integers beyond 64 bits and
+mapping keys that are not strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from streamline_core.errors import ValidationError
+from streamline_core.run import WorkflowRun, run_from_document, run_to_document
+
+from ._types import Document
+
+__all__ = ["KEY_HOLD", "to_storage", "run_to_mongo", "run_from_mongo", "utc_ms"]
+
+KEY_HOLD = "holds_idempotency_key"
+"""Store-internal marker field: this run holds its idempotency key in the unique index."""
+
+
+def utc_ms(value: datetime) -> datetime:
+    """``value`` as aware UTC, truncated to the millisecond (a naive value is taken as UTC)."""
+    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
+
+
+_INT64 = range(-(2**63), 2**63)
+
+
+def to_storage(value: Any) -> Any:
+    """``value`` normalised for BSON: see the module docstring.
+
+    Raises:
+        ValidationError: ``value`` holds an integer beyond 64 bits or a
+            mapping key that is not a string.
+    """
+    if isinstance(value, datetime):
+        return utc_ms(value)
+    if isinstance(value, Enum):
+        return to_storage(value.value)
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        raise ValidationError(f"integer {value} does not fit in 64 bits (a MongoDB limit)")
+    if isinstance(value, Mapping):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValidationError(f"mapping key {key!r} is not a string (a MongoDB limit)")
+        return {k: to_storage(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_storage(v) for v in value]
+    return value
+
+
+def run_to_mongo(run: WorkflowRun) -> Document:
+    """The document to insert for ``run``: ``_id`` first, no ``id`` field."""
+    doc = to_storage(run_to_document(run))
+    return {"_id": doc.pop("id"), **doc}
+
+
+def run_from_mongo(doc: Mapping[str, Any]) -> WorkflowRun:
+    """A run from a stored document; an invalid one raises ``DataCorruptionError``."""
+    return run_from_document(dict(doc))
