@@ -58,6 +58,8 @@ __all__ = ["Engine"]
 log = logging.getLogger("streamline.engine")
 
 _CAS_ATTEMPTS = 50
+HOOK_EARLY_WAIT = 5.0
+"""Real seconds ``resume_hook`` waits for a run still executing the step that made the hook."""
 
 
 def _default_worker_id() -> str:
@@ -147,7 +149,7 @@ class Engine:
         )
         self._workflows: dict[str, dict[str, Workflow]] = {}
         self._inflight: dict[str, RunState] = {}
-        self._end_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._watchers: dict[str, list[asyncio.Future[None]]] = {}
         self._executor = Executor(self)
         self._worker: Worker | None = None
         self.stopping = False
@@ -278,7 +280,7 @@ class Engine:
     async def _emit_if_ended(self, run: WorkflowRun, error: BaseException | None = None) -> None:
         if not run.is_terminal:
             return
-        self._notify_ended(run.id)
+        self._notify(run.id)
         if run.status == RunStatus.DONE:
             await self._emit("workflow:completed", run=run, data=run.output)
         elif run.status == RunStatus.FAILED:
@@ -292,8 +294,8 @@ class Engine:
         else:
             await self._emit("workflow:cancelled", run=run)
 
-    def _notify_ended(self, run_id: str) -> None:
-        for fut in self._end_waiters.pop(run_id, ()):
+    def _notify(self, run_id: str) -> None:
+        for fut in self._watchers.pop(run_id, ()):
             if not fut.done():
                 fut.set_result(None)
 
@@ -399,8 +401,7 @@ class Engine:
     def _drive_finished(self, state: RunState) -> None:
         if self._inflight.get(state.run.id) is state:
             del self._inflight[state.run.id]
-        if state.run.is_terminal:
-            self._notify_ended(state.run.id)
+        self._notify(state.run.id)
         if self._worker is not None:
             self._worker.wake()
 
@@ -584,29 +585,44 @@ class Engine:
             return self._complete_waiting(run, stored_payload)
 
         run = await self._cas(run_id, workflow_id, build)
+        self._notify(run.id)
         await self._emit("workflow:resumed", run=run, data=stored_payload)
         await self._emit_if_ended(run)
         await self._after_client_write(run)
         return run
 
-    async def _resume_by_hook(self, token: str, payload: Any) -> WorkflowRun:
+    async def _resume_by_hook(
+        self, token: str, payload: Any, wait: float = HOOK_EARLY_WAIT
+    ) -> WorkflowRun:
         def not_found() -> WorkflowNotFoundError:
             return WorkflowNotFoundError("unknown or already used hook token")
 
-        if not isinstance(token, str) or not 16 <= len(token) <= 256:
+        if not isinstance(token, str) or not 16 <= len(token) <= 256 or "." not in token:
             raise not_found()
-        from streamline_core.store import RunQuery
-
-        page = await self._io.find(
-            RunQuery(hook_token_hash=hash_token(token), tenant_id=self.tenant_id, limit=1)
-        )
-        if not page.items:
-            raise not_found()
-        run = page.items[0]
-        try:
-            return await self._resume(run.id, payload, None)
-        except InvalidStateError:
-            raise not_found() from None
+        run_id = token.partition(".")[0]
+        token_hash = hash_token(token)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            run = await self._get(run_id)
+            if run is None:
+                raise not_found()
+            if (
+                run.status == RunStatus.WAITING
+                and run.wait is not None
+                and run.wait.kind == "human"
+                and run.wait.hook_token_hash == token_hash
+            ):
+                try:
+                    return await self._resume(run.id, payload, None)
+                except InvalidStateError:
+                    raise not_found() from None
+            # The token may come back before the step that created it has
+            # committed its wait (a fast webhook): give that step a moment.
+            left = deadline - loop.time()
+            if run.status != RunStatus.RUNNING or left <= 0:
+                raise not_found()
+            await self._watch(run_id, min(0.05, left))
 
     async def _cancel(
         self, run_id: str, reason: str | None, workflow_id: str | None
@@ -802,13 +818,23 @@ class Engine:
         return await self._require(run_id, workflow_id)
 
     async def _wait_for(
-        self, run_id: str, workflow_id: str | None, timeout: float | None, poll_interval: float
+        self,
+        run_id: str,
+        workflow_id: str | None,
+        timeout: float | None,
+        poll_interval: float,
+        suspended: bool = False,
     ) -> WorkflowRun:
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             run = await self._require(run_id, workflow_id)
-            if run.is_terminal:
+            if run.is_terminal or (
+                suspended
+                and run.status == RunStatus.WAITING
+                and run.wait is not None
+                and run.wait.kind != "retry"
+            ):
                 return run
             wait_s = poll_interval
             if deadline is not None:
@@ -818,18 +844,22 @@ class Engine:
                         f"run {run_id!r} is still {run.status.value} after {timeout}s"
                     )
                 wait_s = min(wait_s, left)
-            fut: asyncio.Future[None] = loop.create_future()
-            self._end_waiters.setdefault(run_id, []).append(fut)
-            try:
-                await asyncio.wait_for(asyncio.shield(fut), wait_s)
-            except TimeoutError:
-                pass
-            finally:
-                waiters = self._end_waiters.get(run_id)
-                if waiters and fut in waiters:
-                    waiters.remove(fut)
-                    if not waiters:
-                        del self._end_waiters[run_id]
+            await self._watch(run_id, wait_s)
+
+    async def _watch(self, run_id: str, seconds: float) -> None:
+        """Wait until this engine changes ``run_id`` locally, or ``seconds`` (real) pass."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._watchers.setdefault(run_id, []).append(fut)
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), seconds)
+        except TimeoutError:
+            pass
+        finally:
+            waiters = self._watchers.get(run_id)
+            if waiters and fut in waiters:
+                waiters.remove(fut)
+                if not waiters:
+                    del self._watchers[run_id]
 
     async def _dead_letter(self, run: WorkflowRun) -> None:
         error = RunError(

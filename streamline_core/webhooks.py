@@ -30,7 +30,8 @@ class Hook:
     """A resume hook for the current step.
 
     Attributes:
-        token: The secret to hand out (in a URL, an email link, ...).
+        token: The secret to hand out (in a URL, an email link, ...):
+            ``<run_id>.<256 random bits>``.
         path: ``/hooks/<token>``, a suggested route.
         run_id: The run it resumes.
         step_id: The step that waits.
@@ -63,7 +64,9 @@ def create_hook(ctx: StepContext, reason: str | None = None) -> Hook:
     The next ``ctx.wait(...)`` of this step uses it (or pass it explicitly with
     ``ctx.wait(..., hook=hook)``).
     """
-    token = secrets.token_urlsafe(32)
+    # The run id prefix lets resume_hook find the run even before the wait is
+    # committed; the 256-bit secret after it is what makes the token unguessable.
+    token = f"{ctx.run_id}.{secrets.token_urlsafe(32)}"
     hook = Hook(
         token=token, path=f"/hooks/{token}", run_id=ctx.run_id, step_id=ctx.step_id, reason=reason
     )
@@ -75,6 +78,9 @@ async def resume_hook(
     token: str, payload: Any = None, engine: Engine | None = None
 ) -> HookResumeResult:
     """Resume the run waiting on ``token`` with ``payload``.
+
+    A token that arrives while its step is still executing (before the wait
+    is stored) is held for up to a few seconds until the wait lands.
 
     Raises:
         WorkflowNotFoundError: (404) the token is empty, malformed, unknown or

@@ -283,17 +283,31 @@ class Workflow:
         return await self.engine._rewind(run_id, step_id, self.name)
 
     async def wait_for(
-        self, run_id: str, *, timeout: float | None = None, poll_interval: float = 1.0
+        self,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 1.0,
+        suspended: bool = False,
     ) -> WorkflowRun:
         """Wait until the run is ``done``, ``failed`` or ``cancelled`` and return it.
 
-        ``timeout`` and ``poll_interval`` are real seconds; a run ended by an
+        ``timeout`` and ``poll_interval`` are real seconds; a run changed by an
         engine in this process is noticed at once.
+
+        Args:
+            run_id: The run.
+            timeout: Give up after this many seconds.
+            poll_interval: How often to re-read a run changed elsewhere.
+            suspended: Also return when the run waits for a person or an event,
+                or sleeps (not during retry backoff).
 
         Raises:
             TimeoutError: still active after ``timeout``.
         """
-        return await self.engine._wait_for(run_id, self.name, timeout, poll_interval)
+        return await self.engine._wait_for(
+            run_id, self.name, timeout, poll_interval, suspended=suspended
+        )
 
     async def shutdown(self) -> None:
         """Shut the engine down (see ``Engine.shutdown``)."""

@@ -270,3 +270,36 @@ async def test_create_hook_then_plain_wait_uses_the_hook(env: Env) -> None:
         await resume_hook(tokens[0], "ok", engine=engine)
         done = await wf.wait_for(run.id, timeout=10)
     assert done.output == "ok"
+
+
+async def test_a_hook_used_before_its_wait_is_stored_still_resumes(env: Env) -> None:
+    handed_out: asyncio.Queue[str] = asyncio.Queue()
+
+    async def request(ctx: StepContext) -> None:
+        hook = create_hook(ctx, "fast webhook")
+        await handed_out.put(hook.token)  # the webhook may fire before the wait commits
+        await ctx.wait("Waiting", hook=hook)
+
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "early", steps={"request": request, "after": lambda c: c.get_output("request")}
+        )
+        run = await wf.start()
+        token = await handed_out.get()
+        result = await resume_hook(token, {"early": True}, engine=engine)
+        assert result.run_id == run.id
+        done = await wf.wait_for(run.id, timeout=10)
+    assert done.output == {"early": True}
+
+
+async def test_wait_for_can_return_when_the_run_suspends(env: Env) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("?")
+
+    async with env.engine() as engine:
+        wf = engine.workflow("susp", steps={"ask": ask})
+        run = await wf.start()
+        waiting = await wf.wait_for(run.id, timeout=10, suspended=True)
+        assert waiting.status == RunStatus.WAITING
+        await wf.resume(run.id, 1)
+        assert (await wf.wait_for(run.id, timeout=10)).status == RunStatus.DONE
