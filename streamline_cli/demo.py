@@ -96,6 +96,7 @@ async def _spawn(demo: _Demo, name: str) -> asyncio.subprocess.Process:
         demo.store_url,
         name,
         str(LEASE),
+        stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )

@@ -108,6 +108,15 @@ async def run_worker(store: str, name: str, lease: float) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # The demo parent holds our stdin: when it goes away (even killed), so do we.
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def parent_gone() -> None:
+        await reader.read()
+        stop.set()
+
+    watcher = asyncio.ensure_future(parent_gone())
     async with engine:
         sys.stdout.write(
             json.dumps(
@@ -117,6 +126,7 @@ async def run_worker(store: str, name: str, lease: float) -> None:
         )
         sys.stdout.flush()
         await stop.wait()
+    watcher.cancel()
 
 
 def main() -> None:

@@ -98,7 +98,7 @@ class Env:
 
     async def aclose(self) -> None:
         for engine in self.engines:
-            await engine.shutdown(timeout=2)
+            await engine.shutdown(timeout=0.2)
         await self.store.close()
         if self.kind == "mongo" and os.environ.get("STREAMLINE_TEST_MONGO_URL"):
             db: Any = self.store.collection.database  # type: ignore[attr-defined]

@@ -151,16 +151,17 @@ async def test_losing_the_lease_cancels_the_step_and_sets_the_signal(env: Env) -
             seen.append(ctx.signal.is_set())
             raise
 
-    async with env.engine(store=HeartbeatOutage(env.store), lease=30) as engine:
-        wf = engine.workflow("long", steps={"long": long})
-        await wf.start()
-        await asyncio.wait_for(started.wait(), 5)
-        await env.clock.advance(20)
-        await env.settle()
-        assert seen == []
-        await env.clock.advance(10)
-        await env.settle()
-        assert seen == [True]  # by the lease's expiry on its own clock
+    engine = env.engine(store=HeartbeatOutage(env.store), lease=30)
+    await engine.start()
+    wf = engine.workflow("long", steps={"long": long})
+    await wf.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await env.clock.advance(20)
+    await env.settle()
+    assert seen == []
+    await env.clock.advance(10)
+    await env.settle()
+    assert seen == [True]  # by the lease's expiry on its own clock
 
 
 async def test_heartbeats_keep_a_long_step_owned(env: Env) -> None:
