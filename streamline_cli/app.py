@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -18,7 +19,13 @@ import typer
 from rich.console import Console
 
 from streamline_cli.render import run_detail, runs_table
-from streamline_core import Engine, InvalidStateError, WorkflowError, WorkflowNotFoundError
+from streamline_core import (
+    Engine,
+    Event,
+    InvalidStateError,
+    WorkflowError,
+    WorkflowNotFoundError,
+)
 
 __all__ = ["app", "main"]
 
@@ -165,9 +172,46 @@ def worker(
     drain_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight steps get to finish on SIGTERM/SIGINT.")
     ] = 30.0,
+    status_interval: Annotated[
+        float, typer.Option(help="Seconds between status lines (0 to disable).")
+    ] = 10.0,
+    quiet: Annotated[bool, typer.Option(help="Do not log each lifecycle event.")] = False,
 ) -> None:
-    """Run an engine as a worker until SIGTERM/SIGINT, then drain and release leases."""
+    """Run an engine as a worker until SIGTERM/SIGINT, then drain and release leases.
+
+    Logs one key=value line per lifecycle event and a periodic status line
+    (claims, in flight, completed, failed, retries, recoveries, pickup lag).
+    """
     engine = _load_engine(target)
+    log = logging.getLogger("streamline.worker")
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+
+    def on_event(event: Event) -> None:
+        fields = {
+            "event": event.name,
+            "run": event.run_id,
+            "workflow": event.workflow_id,
+            "step": event.step_id,
+            "error": str(event.error) if event.error else None,
+        }
+        log.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))
+
+    if not quiet:
+        engine.on("*", on_event)
+
+    def status_line() -> str:
+        s = engine.stats()
+        return (
+            f"status worker={engine.worker_id} claims={s['claims']:.0f} "
+            f"in_flight={s['in_flight']:.0f} completed={s['completed']:.0f} "
+            f"failed={s['failed']:.0f} retries={s['retries']:.0f} "
+            f"recoveries={s['recoveries']:.0f} lag={s['last_pickup_lag']:.2f}s "
+            f"max_lag={s['max_pickup_lag']:.2f}s"
+        )
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -175,13 +219,19 @@ def worker(
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await engine.start()
-        err_console.print(
-            f"worker {engine.worker_id} started: workflows {sorted(engine.workflow_names)}"
+        log.info(
+            "started worker=%s workflows=%s",
+            engine.worker_id,
+            ",".join(sorted(engine.workflow_names)),
         )
-        await stop.wait()
-        err_console.print(f"draining (up to {drain_timeout:.0f}s)...")
+        while not stop.is_set():
+            try:
+                await asyncio.wait_for(stop.wait(), status_interval or None)
+            except TimeoutError:
+                log.info(status_line())
+        log.info("draining timeout=%.0fs in_flight=%d", drain_timeout, len(engine._inflight))
         await engine.shutdown(timeout=drain_timeout)
-        err_console.print("stopped; leases released")
+        log.info("stopped; leases released; %s", status_line())
 
     asyncio.run(serve())
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
@@ -48,6 +49,7 @@ from streamline_core.run import (
     new_run_id,
 )
 from streamline_core.runs import Runs
+from streamline_core.stats import EngineStats
 from streamline_core.store import Store
 from streamline_core.webhooks import hash_token
 from streamline_core.worker import Worker
@@ -151,6 +153,8 @@ class Engine:
         self._inflight: dict[str, RunState] = {}
         self._watchers: dict[str, list[asyncio.Future[None]]] = {}
         self._executor = Executor(self)
+        self.counters = EngineStats()
+        self._unknown_reported: set[tuple[str, str]] = set()
         self._worker: Worker | None = None
         self.stopping = False
         self._closed = False
@@ -282,8 +286,10 @@ class Engine:
             return
         self._notify(run.id)
         if run.status == RunStatus.DONE:
+            self.counters.completed += 1
             await self._emit("workflow:completed", run=run, data=run.output)
         elif run.status == RunStatus.FAILED:
+            self.counters.failed += 1
             await self._emit(
                 "workflow:failed",
                 run=run,
@@ -381,6 +387,28 @@ class Engine:
     def free_slots(self) -> int:
         """How many more runs this worker may execute now."""
         return self.max_concurrent_runs - len(self._inflight)
+
+    def stats(self) -> dict[str, float]:
+        """Counters (claims, commits, retries, recoveries, ...) and gauges for dashboards.
+
+        Gauges: ``in_flight`` (runs executing here), ``free_slots``,
+        ``poll_delay`` (the worker's current idle poll delay, seconds),
+        ``idle_polls`` and ``started`` (1 or 0).
+        """
+        out = self.counters.as_dict()
+        worker = self._worker
+        out.update(
+            in_flight=len(self._inflight),
+            free_slots=self.free_slots,
+            poll_delay=(
+                worker.poll_delay
+                if worker is not None and math.isfinite(worker.poll_delay)
+                else 0.0
+            ),
+            idle_polls=worker.idle_polls if worker is not None else 0,
+            started=1 if self.started else 0,
+        )
+        return out
 
     def _can_take_locally(self) -> bool:
         return self.started and self.free_slots > 0
@@ -880,23 +908,34 @@ class Engine:
         except StoreError as exc:
             await self._emit("engine:error", run_id=run.id, error=exc)
             return
+        self.counters.dead_lettered += 1
         await self._emit_if_ended(done)
 
     async def _take_claimed(self, runs: list[WorkflowRun]) -> None:
+        now = self.clock.now()
         for run in runs:
+            self.counters.claims += 1
+            if run.next_run_at is not None:
+                lag = max(0.0, (now - run.next_run_at).total_seconds())
+                self.counters.last_pickup_lag = lag
+                self.counters.max_pickup_lag = max(self.counters.max_pickup_lag, lag)
             if run.recoveries > self.max_recoveries and run.status == RunStatus.RUNNING:
                 await self._dead_letter(run)
                 continue
             if self._workflow_for(run) is None:
-                await self._emit(
-                    "engine:error",
-                    run=run,
-                    error=WorkflowNotFoundError(
-                        f"run {run.id!r} needs workflow {run.workflow_id!r} version "
-                        f"{run.workflow_version!r}, which this worker does not have",
-                        run_id=run.id,
-                    ),
-                )
+                # Left leased until the lease expires (no spinning on it), reported once.
+                key = (run.workflow_id, run.workflow_version)
+                if key not in self._unknown_reported:
+                    self._unknown_reported.add(key)
+                    await self._emit(
+                        "engine:error",
+                        run=run,
+                        error=WorkflowNotFoundError(
+                            f"run {run.id!r} needs workflow {run.workflow_id!r} version "
+                            f"{run.workflow_version!r}, which this worker does not have",
+                            run_id=run.id,
+                        ),
+                    )
                 continue
             idx = run.step_index(run.current_step_id) if run.current_step_id else -1
             if (
@@ -904,6 +943,7 @@ class Engine:
                 and idx >= 0
                 and run.steps[idx].status == StepStatus.RUNNING
             ):
+                self.counters.recoveries += 1
                 await self._emit(
                     "workflow:recovered",
                     run=run,

@@ -110,6 +110,7 @@ class Executor:
             except WorkflowNotFoundError:
                 raise _Dropped() from None
             except StoreUnavailableError as exc:
+                eng.counters.store_errors += 1
                 if eng.clock.now() >= state.lease_expires:
                     raise _Dropped() from exc
                 await eng._emit("scheduler:error", run_id=run.id, error=exc)
@@ -117,6 +118,7 @@ class Executor:
                 backoff = min(backoff * 2, 2.0)
                 continue
             state.run = new
+            eng.counters.commits += 1
             if new.lease is not None and new.lease.owner == eng.worker_id:
                 state.lease_expires = new.lease.expires_at
             return new
@@ -434,6 +436,7 @@ class Executor:
             data={"attempt": attempt, "will_retry": delay is not None},
         )
         if delay is not None:
+            eng.counters.retries += 1
             until = eng.clock.now() + timedelta(seconds=delay)
             run = await self.commit(
                 state,

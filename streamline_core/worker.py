@@ -43,6 +43,7 @@ class Worker:
         self._unsubscribe: Callable[[], None] | None = None
         self.idle_polls = 0
         self.store_failures = 0
+        self.poll_delay = 0.0
 
     def start(self) -> None:
         """Start the claim loop."""
@@ -104,6 +105,7 @@ class Worker:
             runs = list(getattr(exc, "claimed", None) or [])
         except StoreError as exc:
             self.store_failures += 1
+            eng.counters.store_errors += 1
             await eng._emit("scheduler:error", error=exc)
             return 0
         self.store_failures = 0
@@ -135,9 +137,11 @@ class Worker:
                 }
             )
             if self.store_failures:
+                # Circuit breaker: a failing store is retried with exponential backoff.
                 delay = max(delay, min(30.0, eng.min_poll_interval * 2**self.store_failures))
             elif self._unsubscribe is not None:
                 delay = float("inf")  # the clock wakes us whenever it moves
+            self.poll_delay = delay
             now = eng.clock.now()
             while self._timers and self._timers[0] <= now:
                 heapq.heappop(self._timers)

@@ -210,3 +210,48 @@ async def test_shutdown_releases_leases_of_runs_it_did_not_finish(env: Env) -> N
     assert stored is not None
     assert stored.lease is None
     assert stored.status == RunStatus.RUNNING
+
+
+async def test_stats_count_claims_commits_retries_and_outcomes(env: Env) -> None:
+    async def flaky(ctx: StepContext) -> str:
+        if ctx.attempt == 1:
+            raise RuntimeError("once")
+        return "ok"
+
+    client = env.engine()
+    cwf = client.workflow("stats", steps={"a": lambda ctx: 1, "flaky": flaky})
+    run = await cwf.start()
+    async with env.engine() as engine:
+        wf = engine.workflow("stats", steps={"a": lambda ctx: 1, "flaky": flaky})
+        await env.clock.advance(0)
+        for _ in range(5):
+            await env.clock.advance(2)
+        await wf.wait_for(run.id, timeout=10)
+        stats = engine.stats()
+    assert stats["claims"] == 2  # the first claim and the retry
+    assert stats["commits"] == 3  # a, flaky's failure, flaky
+    assert stats["retries"] == 1
+    assert stats["completed"] == 1
+    assert stats["failed"] == 0
+    assert stats["in_flight"] == 0
+
+
+async def test_a_run_of_an_unknown_version_is_reported_once_and_left_queued(env: Env) -> None:
+    errors: list[Any] = []
+    client = env.engine()
+    v2 = client.workflow("mixed", steps={"a": lambda ctx: 1}, version="2")
+    runs = [await v2.start() for _ in range(3)]
+    async with env.engine() as old_worker:
+        old_worker.on("engine:error")(errors.append)
+        old_worker.workflow("mixed", steps={"a": lambda ctx: 1}, version="1")
+        await env.clock.advance(0)
+        await env.settle()
+        await env.clock.advance(60)
+        await env.settle()
+    assert len(errors) == 1
+    assert "version '2'" in str(errors[0].error)
+    for run in runs:
+        stored = await env.store.get(run.id)
+        assert stored is not None
+        assert stored.status == RunStatus.RUNNING
+        assert stored.steps[0].status != "done"
