@@ -12,6 +12,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 
 from streamline_core import Engine, StepContext
 
@@ -43,6 +44,28 @@ def build(engine: Engine, db: str, log: str) -> None:
 
     for wf in ("crashy", "bulk"):
         engine.workflow(wf, steps={s: step(s) for s in STEPS})
+
+    def soak_step(name: str):  # type: ignore[no-untyped-def]
+        async def handler(ctx: StepContext) -> str:
+            token = f"{os.getpid()}-{time.monotonic_ns()}"
+            stamp(log, "S", ctx, token)
+            await asyncio.sleep(0.02)
+            stamp(log, "E", ctx, token)
+            return token
+
+        return handler
+
+    engine.workflow("soak", steps={s: soak_step(s) for s in STEPS})
+
+
+def stamp(log: str, kind: str, ctx: StepContext, token: str) -> None:
+    """``S|E run step token wallclock``: start and end instants of one execution."""
+    line = f"{kind} {ctx.run_id} {ctx.step_id} {token} {time.time():.6f}\n"
+    fd = os.open(log + ".soak", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 async def main(db: str, log: str, lease: float, slots: int) -> None:
