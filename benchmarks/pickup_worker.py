@@ -1,0 +1,31 @@
+"""Worker for the pickup-latency benchmark: records when each run's first step starts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+
+from streamline_core import Engine, StepContext
+
+
+async def main(store: str, out: str) -> None:
+    engine = Engine(store, load_entry_point_plugins=False)
+
+    async def first(ctx: StepContext) -> None:
+        fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, f"{ctx.run_id} {time.time():.6f}\n".encode())
+        os.close(fd)
+
+    engine.workflow("pickup", steps={"first": first})
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    async with engine:
+        print("ready", flush=True)
+        await stop.wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
