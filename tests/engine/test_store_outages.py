@@ -1,0 +1,74 @@
+"""Store outages: the worker backs off, reports scheduler:error, keeps results, recovers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from streamline_core import RunStatus, StepContext
+from streamline_core.errors import StoreUnavailableError
+from tests.conftest import Env
+
+
+class Flaky:
+    """Fails the named operations while ``down`` is set (a store outage)."""
+
+    def __init__(self, inner: Any, *ops: str) -> None:
+        self.inner = inner
+        self.ops = set(ops)
+        self.down = 0
+        self.failures = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name not in self.ops:
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down > 0:
+                self.down -= 1
+                self.failures += 1
+                raise StoreUnavailableError(f"{name}: store is down")
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+async def test_claims_back_off_during_an_outage_and_resume_after(env: Env) -> None:
+    errors: list[Any] = []
+    flaky = Flaky(env.store, "claim")
+    client = env.engine()
+    wf = client.workflow("outage", steps={"a": lambda ctx: "ok"})
+    run = await wf.start()
+    flaky.down = 5
+    async with env.engine(store=flaky) as worker:
+        worker.on("scheduler:error")(errors.append)
+        worker.workflow("outage", steps={"a": lambda ctx: "ok"})
+        for _ in range(40):
+            await env.clock.advance(1)
+        done = await wf.wait_for(run.id, timeout=10)
+        assert worker.stats()["store_errors"] == 5
+    assert done.status == RunStatus.DONE
+    assert flaky.failures == 5
+    assert len(errors) == 5
+
+
+async def test_a_step_result_waits_for_the_store_instead_of_running_again(env: Env) -> None:
+    calls = 0
+
+    async def once(ctx: StepContext) -> str:
+        nonlocal calls
+        calls += 1
+        return "result"
+
+    flaky = Flaky(env.store, "transition")
+    async with env.engine(store=flaky, lease=30) as worker:
+        wf = worker.workflow("keep", steps={"once": once})
+        flaky.down = 3
+        run = await wf.start()
+        for _ in range(10):
+            await env.clock.advance(1)
+        done = await wf.wait_for(run.id, timeout=10)
+    assert done.status == RunStatus.DONE
+    assert done.output == "result"
+    assert calls == 1
+    assert flaky.failures == 3
