@@ -39,8 +39,22 @@ class PluginRelay:
         blocked = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
         for name in blocked:
             pm.set_blocked(name)
+        self._internal: set[int] = set()  # ids of the engine's own observers (its event bus)
+        self.observers = 0
+        """How many ``streamline_event`` implementations besides the engine's own bus."""
+        self.middleware = False
+        """Whether any step-middleware hook is implemented (the hot path skips them otherwise)."""
         if load_entry_points:
-            pm.load_setuptools_entrypoints(hooks.PROJECT)
+            try:
+                pm.load_setuptools_entrypoints(hooks.PROJECT)
+            except (pluggy.PluginValidationError, ValueError) as exc:
+                raise ValidationError(f"invalid entry-point plugin: {exc}") from None
+            except Exception as exc:
+                raise ValidationError(
+                    f"an entry-point plugin (group {hooks.PROJECT!r}) failed to load: {exc!r}; "
+                    f"block it with {DISABLE_ENV}=<name>"
+                ) from None
+            self._refresh()
         for plugin in plugins:
             self.register(plugin)
         try:
@@ -49,7 +63,7 @@ class PluginRelay:
             raise ValidationError(f"invalid plugin: {exc}") from None
         self._check_sync_policies()
 
-    def register(self, plugin: object, name: str | None = None) -> None:
+    def register(self, plugin: object, name: str | None = None, *, observer: bool = True) -> None:
         """Register ``plugin`` (refusing async implementations of firstresult hooks)."""
         try:
             self.pm.register(plugin, name=name)
@@ -58,6 +72,17 @@ class PluginRelay:
         except pluggy.PluginValidationError as exc:
             raise ValidationError(f"invalid plugin {plugin!r}: {exc}") from None
         self._check_sync_policies()
+        self._refresh(skip=None if observer else plugin)
+
+    def _refresh(self, skip: object | None = None) -> None:
+        if skip is not None:
+            self._internal.add(id(skip))
+        impls = self.pm.hook.streamline_event.get_hookimpls()
+        self.observers = sum(1 for i in impls if id(i.plugin) not in self._internal)
+        self.middleware = any(
+            self.has_impls(h)
+            for h in ("streamline_before_step", "streamline_after_step", "streamline_step_error")
+        )
 
     def _check_sync_policies(self) -> None:
         for hook_name in hooks.FIRSTRESULT_HOOKS:
@@ -119,17 +144,26 @@ class PluginRelay:
         error: BaseException,
     ) -> float | None:
         """Seconds until the next attempt, or ``None`` to give up now."""
-        answer = self.pm.hook.streamline_retry_delay(
-            run=run, step=step, config=config, attempt=attempt, error=error
-        )
-        if answer is hooks.GIVE_UP or answer is None:
-            return None
-        return max(0.0, float(answer))
+        try:
+            answer = self.pm.hook.streamline_retry_delay(
+                run=run, step=step, config=config, attempt=attempt, error=error
+            )
+            if answer is hooks.GIVE_UP or answer is None:
+                return None
+            return max(0.0, float(answer))
+        except Exception:
+            # A broken policy must not strand the run: fall back to the built-in backoff.
+            log.exception("streamline_retry_delay failed; using the built-in backoff")
+            return BuiltinRetryPolicy().streamline_retry_delay(run, step, config, attempt, error)
 
     def poll_delay(self, stats: dict[str, Any]) -> float:
         """Seconds to wait before the next poll."""
-        answer = self.pm.hook.streamline_poll_delay(stats=stats)
-        return float(stats["max_poll_interval"]) if answer is None else max(0.0, float(answer))
+        try:
+            answer = self.pm.hook.streamline_poll_delay(stats=stats)
+            return float(stats["max_poll_interval"]) if answer is None else max(0.0, float(answer))
+        except Exception:
+            log.exception("streamline_poll_delay failed; polling at the ceiling")
+            return float(stats["max_poll_interval"])
 
     def next_occurrence(self, schedule: Any, after: datetime) -> datetime | None:
         """Next firing of ``schedule`` after ``after``, if some plugin knows the shape."""

@@ -41,6 +41,7 @@ from streamline_core.errors import (
 from streamline_core.events import Event, EventBus, EventHandler
 from streamline_core.executor import Executor, RunState
 from streamline_core.run import (
+    ACTIVE_STATUSES,
     RunError,
     RunStatus,
     StepState,
@@ -143,12 +144,7 @@ class Engine:
         self.autostart = autostart
         self._bus = EventBus()
         self.plugins = PluginRelay(plugins, load_entry_points=load_entry_point_plugins)
-        self.plugins.register(self._bus, name="streamline.event_bus")
-        self._observers = len(self.plugins.pm.hook.streamline_event.get_hookimpls()) > 1
-        self._middleware = any(
-            self.plugins.has_impls(h)
-            for h in ("streamline_before_step", "streamline_after_step", "streamline_step_error")
-        )
+        self.plugins.register(self._bus, name="streamline.event_bus", observer=False)
         self._workflows: dict[str, dict[str, Workflow]] = {}
         self._inflight: dict[str, RunState] = {}
         self._watchers: dict[str, list[asyncio.Future[None]]] = {}
@@ -259,7 +255,7 @@ class Engine:
         error: BaseException | None = None,
         workflow_id: str | None = None,
     ) -> None:
-        if self._bus.empty and not self._observers:
+        if self._bus.empty and not self.plugins.observers:
             if name in ("engine:error", "scheduler:error") and error is not None:
                 log.warning("%s: %s", name, error)
             return
@@ -724,6 +720,25 @@ class Engine:
                 patch[f"steps.{j}"] = StepState(step_id=run.steps[j].step_id).model_dump()
             return patch
 
+        current = await self._require(run_id, workflow_id)
+        if current.is_terminal and current.idempotency_key is not None:
+            from streamline_core.store import RunQuery
+
+            holders = await self._io.find(
+                RunQuery(
+                    workflow_id=current.workflow_id,
+                    tenant_id=current.tenant_id,
+                    idempotency_key=current.idempotency_key,
+                    status=tuple(ACTIVE_STATUSES),
+                    limit=1,
+                )
+            )
+            if holders.items:
+                raise InvalidStateError(
+                    f"cannot rewind run {run_id!r}: run {holders.items[0].id!r} holds its "
+                    f"idempotency key {current.idempotency_key!r}",
+                    run_id=run_id,
+                )
         state = self._inflight.get(run_id)
         run = await self._cas(run_id, workflow_id, build)
         if state is not None:

@@ -249,7 +249,7 @@ class Executor:
             return run.status == RunStatus.RUNNING and run.lease is not None
 
         await eng._emit("step:started", run=run, step_id=spec.step_id, data={"attempt": attempt})
-        if eng._middleware:
+        if eng.plugins.middleware:
             await eng._observe(eng.plugins.before_step(run, step, attempt), run.id)
         try:
             result = await self._call_handler(state, spec, ctx)
@@ -289,7 +289,7 @@ class Executor:
                 step_id=spec.step_id,
             )
             return await self._failed(state, idx, err, started_at, attempt)
-        if eng._middleware:
+        if eng.plugins.middleware:
             await eng._observe(eng.plugins.after_step(run, step, output), run.id)
         changes = ctx._changes
         run = await self.commit(
@@ -411,7 +411,7 @@ class Executor:
         run = state.run
         spec = state.workflow.steps[idx]
         step = run.steps[idx]
-        if eng._middleware:
+        if eng.plugins.middleware:
             await eng._observe(eng.plugins.step_error(run, step, exc), run.id)
         if isinstance(exc, StepTimeoutError):
             code = ErrorCode.STEP_TIMEOUT

@@ -21,7 +21,9 @@ Required operations
         ``(workflow_id, tenant_id, idempotency_key)`` exists, insert nothing
         and return ``(that_run, False)``. Race-safe: of N concurrent creates
         with one key exactly one inserts. Creating an id that exists raises
-        ``ConflictError``.
+        ``ConflictError``. Keys constrain ``create`` only: a ``transition``
+        never fails because of an idempotency key (the engine itself refuses
+        to revive a run whose key another active run holds).
     ``get(run_id) -> run | None``
         One run, read consistently (never a half-applied write).
     ``claim(worker, now, lease_for, limit, workflows, tenant_id=None) -> [run]``
@@ -141,6 +143,7 @@ class RunQuery:
         waiting_for_event: Runs whose ``status == waiting`` and
             ``wait.kind == "event"`` and ``wait.event`` equals this name.
         hook_token_hash: Runs whose ``wait.hook_token_hash`` equals this.
+        idempotency_key: Runs whose ``idempotency_key`` equals this.
         sort: ``created_at``/``updated_at``, ``-`` for descending; ties by id.
         limit: Page size for ``find`` (``None``: all). Ignored by count/delete.
         cursor: ``RunPage.next_cursor`` of the previous page.
@@ -157,6 +160,7 @@ class RunQuery:
     updated_before: datetime | None = None
     waiting_for_event: str | None = None
     hook_token_hash: str | None = None
+    idempotency_key: str | None = None
     sort: SortKey = "-created_at"
     limit: int | None = 50
     cursor: str | None = None
@@ -317,6 +321,8 @@ def matches_query(run: WorkflowRun, query: RunQuery) -> bool:
         and run.wait.kind == "event"
         and run.wait.event == query.waiting_for_event
     ):
+        return False
+    if query.idempotency_key is not None and run.idempotency_key != query.idempotency_key:
         return False
     return not (
         query.hook_token_hash is not None

@@ -110,6 +110,8 @@ def query_filter(query: RunQuery) -> Document:
         )
     if query.hook_token_hash is not None:
         clauses.append({"wait.hook_token_hash": query.hook_token_hash})
+    if query.idempotency_key is not None:
+        clauses.append({"idempotency_key": query.idempotency_key})
     return _and(clauses)
 
 

@@ -106,6 +106,9 @@ def where(
     if query.hook_token_hash is not None:
         clauses.append("hook_token_hash = ?")
         params.append(query.hook_token_hash)
+    if query.idempotency_key is not None:
+        clauses.append("idempotency_key = ?")
+        params.append(query.idempotency_key)
     python = False
     for field, filt in (("meta", query.meta), ("context", query.context)):
         if filt:

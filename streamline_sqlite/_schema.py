@@ -72,7 +72,18 @@ _V1 = (
     "CREATE INDEX runs_hook ON runs (hook_token_hash) WHERE hook_token_hash IS NOT NULL",
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+# Version 2: idempotency keys constrain create only (see the Store contract):
+# a transition may revive a finished run whose key another active run holds
+# (a rewind). Create's check-then-insert runs inside BEGIN IMMEDIATE, which
+# excludes every other writer, so the lookup index need not be unique.
+_V2 = (
+    "DROP INDEX runs_idempotency",
+    "CREATE INDEX runs_idempotency ON runs "
+    "(workflow_id, tenant_id IS NULL, ifnull(tenant_id, ''), idempotency_key) "
+    f"WHERE idempotency_key IS NOT NULL AND {ACTIVE_SQL}",
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -278,7 +278,7 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> tuple[WorkflowRun, bool]:
             # Inside BEGIN IMMEDIATE no other connection can insert between
-            # this check and the insert; the unique index is the backstop.
+            # this check and the insert: the check is the constraint.
             if key is not None:
                 found = conn.execute(_ACTIVE_BY_KEY, by_key).fetchone()
                 if found is not None:

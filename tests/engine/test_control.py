@@ -242,3 +242,22 @@ async def test_wait_for_times_out_in_real_seconds(env: Env) -> None:
         run = await wf.start()
         with pytest.raises(TimeoutError):
             await wf.wait_for(run.id, timeout=0.05, poll_interval=0.01)
+
+
+async def test_rewind_refuses_to_revive_a_run_whose_key_is_taken(env: Env) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("?")
+
+    async with env.engine() as engine:
+        wf = engine.workflow("keyed", steps={"a": lambda ctx: 1, "ask": ask})
+        old = await wf.wait_for(
+            (await wf.start(idempotency_key="k")).id, suspended=True, timeout=10
+        )
+        await wf.cancel(old.id)
+        newer = await wf.start(idempotency_key="k")
+        assert newer.id != old.id
+        with pytest.raises(InvalidStateError, match="idempotency key"):
+            await wf.rewind_to(old.id, "a")
+        await wf.cancel(newer.id)
+        revived = await wf.rewind_to(old.id, "a")
+        assert revived.status == RunStatus.RUNNING

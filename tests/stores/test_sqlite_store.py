@@ -334,9 +334,9 @@ def test_create_is_idempotent_per_workflow_tenant_and_key_among_active_runs(db: 
         assert created and fresh.id != first.id
         with pytest.raises(ConflictError):
             await store.create(make_run(id=fresh.id))
-        # Reviving a finished run whose key is taken again breaks the unique index.
-        with pytest.raises(ConflictError):
-            await store.transition(first.id, first.revision + 1, {"status": "running"})
+        # Keys constrain create only: reviving a finished run is the engine's call.
+        revived = await store.transition(first.id, first.revision + 1, {"status": "running"})
+        assert revived.status == "running"
 
     run_with_store(db, scenario)
 
@@ -808,3 +808,29 @@ def test_datetimes_keep_microseconds_and_sort_by_instant(db: str) -> None:
         assert page.items[0].created_at.microsecond == 1
 
     run_with_store(db, scenario)
+
+
+def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
+    from streamline_sqlite import _schema
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        for statement in _schema._V1:
+            conn.execute(statement)
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+    async def scenario() -> None:
+        store = SQLiteStore(str(path))
+        _, created = await store.create(make_run(idempotency_key="k"))
+        assert created
+        await store.close()
+
+    asyncio.run(scenario())
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == _schema.SCHEMA_VERSION
+        (sql,) = conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'runs_idempotency'"
+        ).fetchone()
+        assert "UNIQUE" not in sql
+    conn.close()

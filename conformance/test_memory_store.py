@@ -1,0 +1,25 @@
+"""InMemoryStore through the shipped conformance suite, as any backend author would run it."""
+
+from __future__ import annotations
+
+from streamline_core.store import Store
+from streamline_testing import InMemoryStore
+from streamline_testing.conformance import StoreContract, StoreHarness, StoreStateMachine
+
+
+class MemoryStoreHarness(StoreHarness):
+    """Fresh ``InMemoryStore`` per clause and per state-machine example."""
+
+    async def make_store(self) -> Store:
+        return InMemoryStore()
+
+
+class TestInMemoryStore(MemoryStoreHarness, StoreContract):
+    """One test per clause of the Store contract."""
+
+
+class MemoryStoreMachine(MemoryStoreHarness, StoreStateMachine):
+    """The state machine, checked against the independent model."""
+
+
+TestMemoryStoreMachine = MemoryStoreMachine.TestCase
