@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from streamline_core.store import Store
 from streamline_testing import InMemoryStore
-from streamline_testing.conformance import StoreContract, StoreHarness, StoreStateMachine
+from streamline_testing.conformance import (
+    CrashRecovery,
+    StoreContract,
+    StoreHarness,
+    StoreStateMachine,
+)
 
 
 class MemoryStoreHarness(StoreHarness):
@@ -23,3 +28,7 @@ class MemoryStoreMachine(MemoryStoreHarness, StoreStateMachine):
 
 
 TestMemoryStoreMachine = MemoryStoreMachine.TestCase
+
+
+class TestMemoryStoreCrashes(MemoryStoreHarness, CrashRecovery):
+    """The engine on this store survives a worker dying at any store call."""

@@ -22,6 +22,7 @@ from streamline_core.store import Store
 from streamline_mongo import MongoStore
 from streamline_testing.conformance import (
     Capabilities,
+    CrashRecovery,
     StoreContract,
     StoreHarness,
     StoreStateMachine,
@@ -139,3 +140,7 @@ class MongoStoreMachine(MongoStoreHarness, StoreStateMachine):
 
 
 TestMongoStoreMachine = MongoStoreMachine.TestCase
+
+
+class TestMongoStoreCrashes(MongoStoreHarness, CrashRecovery):
+    """The engine on this store survives a worker dying at any store call."""

@@ -15,6 +15,7 @@ from streamline_core.store import Store
 from streamline_sqlite import SQLiteStore
 from streamline_testing.conformance import (
     Capabilities,
+    CrashRecovery,
     StoreContract,
     StoreHarness,
     StoreStateMachine,
@@ -56,3 +57,7 @@ class SQLiteStoreMachine(SQLiteStoreHarness, StoreStateMachine):
 
 
 TestSQLiteStoreMachine = SQLiteStoreMachine.TestCase
+
+
+class TestSQLiteStoreCrashes(SQLiteStoreHarness, CrashRecovery):
+    """The engine on this store survives a worker dying at any store call."""

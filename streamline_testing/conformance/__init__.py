@@ -2,7 +2,9 @@
 
 A backend author writes one harness class and gets every check::
 
-    from streamline_testing.conformance import StoreContract, StoreHarness, StoreStateMachine
+    from streamline_testing.conformance import (
+        CrashRecovery, StoreContract, StoreHarness, StoreStateMachine,
+    )
 
     class MyStoreHarness(StoreHarness):
         async def make_store(self) -> Store:      # the one obligation: a fresh, empty store
@@ -16,6 +18,9 @@ A backend author writes one harness class and gets every check::
 
     TestMyStoreMachine = MyStoreMachine.TestCase       # the model-checked state machine
 
+    class TestMyStoreCrashes(MyStoreHarness, CrashRecovery):  # the engine-level crash property
+        pass
+
 or, without pytest, ``streamline-conformance mypkg.module:MyStoreHarness``.
 
 Parts:
@@ -25,6 +30,9 @@ Parts:
   in ``streamline_core.store``'s docstring, each named for its clause.
 - :class:`StoreStateMachine` — a hypothesis state machine with several
   workers and runs, checked after every step against an independent model.
+- :class:`CrashRecovery` — an engine on the store dies at a random store call
+  (before it, or after it with the answer lost); a fresh engine must finish
+  every run with each step committed once.
 - :func:`run_suite` / :class:`ClauseResult` — run it all programmatically
   (what the ``streamline-conformance`` runner does).
 - :func:`profile_name` — the suite's hypothesis profiles, ``dev`` and ``ci``.
@@ -34,6 +42,7 @@ needed. See ``docs/conformance.md``.
 """
 
 from streamline_testing.conformance.contract import StoreContract
+from streamline_testing.conformance.crash import CrashRecovery
 from streamline_testing.conformance.harness import Capabilities, StoreHarness
 from streamline_testing.conformance.machine import StoreStateMachine
 from streamline_testing.conformance.profiles import profile_name
@@ -42,6 +51,7 @@ from streamline_testing.conformance.suite import ClauseResult, list_clauses, run
 __all__ = [
     "Capabilities",
     "ClauseResult",
+    "CrashRecovery",
     "StoreContract",
     "StoreHarness",
     "StoreStateMachine",

@@ -22,16 +22,22 @@ from hypothesis import settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from streamline_testing.conformance.contract import StoreContract, clause_names
+from streamline_testing.conformance.crash import CrashRecovery
 from streamline_testing.conformance.harness import StoreHarness
 from streamline_testing.conformance.machine import StoreStateMachine
 from streamline_testing.conformance.profiles import profile_name
 
-__all__ = ["MACHINE", "ClauseResult", "list_clauses", "run_clause", "run_suite"]
+__all__ = ["CRASH", "MACHINE", "ClauseResult", "list_clauses", "run_clause", "run_suite"]
 
 MACHINE = "state_machine"
 """The name of the state machine's row (the model-checked random walk)."""
 
 _MACHINE_TITLE = "state machine: every operation agrees with an independent model"
+
+CRASH = "crash_recovery"
+"""The name of the engine-level crash property's row."""
+
+_CRASH_TITLE = "crash: an engine dying at any store call loses nothing; each step commits once"
 
 Outcome = Literal["passed", "failed", "skipped"]
 
@@ -72,13 +78,20 @@ def _machine_class(harness: type[StoreHarness]) -> type[StoreStateMachine]:
     return type(f"{harness.__name__}StateMachine", (harness, StoreStateMachine), {})
 
 
+def _crash_class(harness: type[StoreHarness]) -> type[CrashRecovery]:
+    # Always a fresh subclass: it gets its own test function to apply settings to.
+    bases = (harness,) if issubclass(harness, CrashRecovery) else (harness, CrashRecovery)
+    return type(f"{harness.__name__}Crashes", bases, {})
+
+
 def list_clauses() -> list[tuple[str, str]]:
-    """``(name, title)`` of every clause, the state machine last."""
+    """``(name, title)`` of every clause, then the state machine and the crash property."""
     rows = []
     for method in clause_names(StoreContract):
         doc = (getattr(StoreContract, method).__doc__ or method).strip().splitlines()[0]
         rows.append((method.removeprefix("test_"), doc))
     rows.append((MACHINE, _MACHINE_TITLE))
+    rows.append((CRASH, _CRASH_TITLE))
     return rows
 
 
@@ -139,6 +152,11 @@ def run_clause(
             run_state_machine_as_test(machine, settings=chosen)
 
         return _run(name, titles[name], run_machine)
+    if name == CRASH:
+        crash = _crash_class(harness)
+        chosen = machine_settings or settings.get_profile(profile_name(profile))
+        test = settings(chosen)(crash.test_crash_recovery)
+        return _run(name, titles[name], lambda: test(crash()))
     contract = _contract_class(harness)
     return _run(name, titles[name], lambda: getattr(contract(), f"test_{name}")())
 
@@ -161,7 +179,8 @@ def run_suite(
             of ``profile``'s.
 
     Returns:
-        One result per clause, in contract order, the state machine last.
+        One result per clause, in contract order, then the state machine and
+        the crash property.
     """
     results = []
     for name, _ in list_clauses():

@@ -77,3 +77,17 @@ def test_a_failing_clause_reports_its_failure_without_raising() -> None:
 def test_unknown_clause_names_are_refused() -> None:
     with pytest.raises(ValueError, match="no clause named"):
         run_clause(harness_for(InMemoryStore), "claim_is_fast")
+
+
+def test_the_crash_property_catches_a_store_that_loses_writes() -> None:
+    from broken_stores import LosesTheLastWrite
+
+    result = run_clause(
+        harness_for(LosesTheLastWrite), "crash_recovery", machine_settings=FIND_ONLY
+    )
+    assert result.outcome == "failed", "the crash property passed a store that loses writes"
+
+
+def test_the_crash_property_passes_a_correct_store() -> None:
+    result = run_clause(harness_for(InMemoryStore), "crash_recovery", machine_settings=FIND_ONLY)
+    assert result.outcome == "passed", result.details
