@@ -89,6 +89,10 @@ class Engine:
         max_poll_interval: ...and backs off up to this ceiling.
         autostart: Start the worker on the first ``Workflow.start`` (the
             module-level ``default_engine()`` uses this, like the original library).
+        load_entry_point_plugins: Load plugins of the entry-point group ``streamline``.
+        max_heartbeat_failures: After this many heartbeats in a row fail (store
+            unreachable), a running step is cancelled and ``ctx.signal`` set,
+            even before the lease runs out.
     """
 
     def __init__(
@@ -106,6 +110,7 @@ class Engine:
         max_poll_interval: float = 1.0,
         autostart: bool = False,
         load_entry_point_plugins: bool = True,
+        max_heartbeat_failures: int = 3,
     ) -> None:
         lease_s = lease.total_seconds() if isinstance(lease, timedelta) else float(lease)
         if lease_s <= 0:
@@ -114,6 +119,9 @@ class Engine:
             raise ValidationError("max_concurrent_runs must be >= 1")
         if max_recoveries < 0:
             raise ValidationError("max_recoveries must be >= 0")
+        if max_heartbeat_failures < 1:
+            raise ValidationError("max_heartbeat_failures must be >= 1")
+        self.max_heartbeat_failures = max_heartbeat_failures
         if not 0 < min_poll_interval <= max_poll_interval:
             raise ValidationError("need 0 < min_poll_interval <= max_poll_interval")
         self._owns_store = store is None or isinstance(store, str)
@@ -230,6 +238,11 @@ class Engine:
     def workflow_names(self) -> frozenset[str]:
         """Names of every registered workflow."""
         return frozenset(self._workflows)
+
+    @property
+    def registered_versions(self) -> dict[str, tuple[str, ...]]:
+        """Workflow name -> versions registered here: what this worker may claim."""
+        return {name: tuple(versions) for name, versions in self._workflows.items() if versions}
 
     # --- events --------------------------------------------------------------------
 

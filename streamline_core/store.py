@@ -31,8 +31,11 @@ Required operations
         return them as stored after the claim. Claimable means all of:
         status in ``draft``/``running``/``waiting``; ``next_run_at`` is set
         and ``<= now``; ``paused`` is false; ``lease`` is null or
-        ``lease.expires_at <= now``; ``workflow_id in workflows``; and, when
-        ``tenant_id`` is given, ``run.tenant_id == tenant_id``.
+        ``lease.expires_at <= now``; the run's workflow is in ``workflows``;
+        and, when ``tenant_id`` is given, ``run.tenant_id == tenant_id``.
+        ``workflows`` is either a collection of workflow names (any version)
+        or a mapping of name to the versions the worker has registered, so a
+        worker never claims a version it cannot run (:func:`workflow_matches`).
         Order: ``priority`` descending, then ``next_run_at`` ascending (then
         id, for stability). Each claimed run gets ``lease = {owner: worker,
         expires_at: now + lease_for}`` and ``revision + 1``; taking over an
@@ -98,8 +101,10 @@ __all__ = [
     "RunQuery",
     "UNSET",
     "SortKey",
+    "WorkflowFilter",
     "apply_patch",
     "clone_document",
+    "workflow_matches",
     "matches_query",
     "sort_key",
 ]
@@ -124,6 +129,17 @@ UNSET: Final = _Unset()
 """Patch value that removes a key (``$unset`` on Mongo)."""
 
 SortKey = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
+
+WorkflowFilter = Collection[str] | Mapping[str, Collection[str]]
+"""``claim``'s ``workflows``: names (any version), or name -> registered versions."""
+
+
+def workflow_matches(workflows: WorkflowFilter, workflow_id: str, version: str) -> bool:
+    """Whether a run of ``workflow_id`` at ``version`` passes ``claim``'s ``workflows``."""
+    if isinstance(workflows, Mapping):
+        versions = workflows.get(workflow_id)
+        return versions is not None and version in versions
+    return workflow_id in workflows
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +216,7 @@ class Store(Protocol):
         now: datetime,
         lease_for: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: WorkflowFilter,
         tenant_id: str | None = None,
     ) -> list[WorkflowRun]:
         """Lease up to ``limit`` claimable runs to ``worker``."""

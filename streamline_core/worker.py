@@ -93,12 +93,12 @@ class Worker:
     async def _claim_once(self) -> int:
         eng = self.engine
         free = eng.free_slots
-        names = eng.workflow_names
-        if free <= 0 or not names:
+        registered = eng.registered_versions
+        if free <= 0 or not registered:
             return 0
         try:
             runs = await eng._io.claim(
-                eng.worker_id, eng.clock.now(), eng.lease, free, names, eng.tenant_id
+                eng.worker_id, eng.clock.now(), eng.lease, free, registered, eng.tenant_id
             )
         except DataCorruptionError as exc:
             await eng._report_corrupt(exc)
@@ -186,10 +186,17 @@ class Worker:
                     state.interrupt("lease_lost")
                     continue
                 except StoreError as exc:
+                    eng.counters.store_errors += 1
+                    state.heartbeat_failures += 1
                     await eng._emit("scheduler:error", run_id=run_id, error=exc)
-                    if eng.clock.now() >= state.lease_expires:
+                    if (
+                        state.heartbeat_failures >= eng.max_heartbeat_failures
+                        or eng.clock.now() >= state.lease_expires
+                    ):
+                        # Stop before anyone else may take the run over.
                         state.interrupt("lease_lost")
                     continue
+                state.heartbeat_failures = 0
                 state.lease_expires = now + timedelta(seconds=eng.lease)
                 if status == RunStatus.CANCELLED:
                     state.interrupt("cancelled")

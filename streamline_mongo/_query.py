@@ -8,12 +8,12 @@ behave the same on MongoDB and mongomock (equality, ``$in``, ``$lt``/``$lte``/
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from streamline_core.run import ACTIVE_STATUSES, RunStatus, decode_cursor
-from streamline_core.store import RunQuery, sort_key
+from streamline_core.store import RunQuery, WorkflowFilter, sort_key
 
 from ._documents import to_storage
 from ._types import Document
@@ -46,7 +46,7 @@ def _and(clauses: list[Document]) -> Document:
     return {"$and": clauses}
 
 
-def claimable_filter(now: datetime, workflows: Collection[str], tenant_id: str | None) -> Document:
+def claimable_filter(now: datetime, workflows: WorkflowFilter, tenant_id: str | None) -> Document:
     """Every condition of "claimable" in the Store contract, as one filter.
 
     ``next_run_at <= now`` also excludes a null ``next_run_at``: comparison
@@ -57,10 +57,21 @@ def claimable_filter(now: datetime, workflows: Collection[str], tenant_id: str |
         "status": {"$in": ACTIVE},
         "next_run_at": {"$lte": when},
         "paused": False,
-        "workflow_id": {"$in": sorted(workflows)},
         # {"lease": None} matches null and missing alike.
         "$or": [{"lease": None}, {"lease.expires_at": {"$lte": when}}],
     }
+    if isinstance(workflows, Mapping):
+        # Only versions this worker registered: one branch per workflow name.
+        clause["$and"] = [
+            {
+                "$or": [
+                    {"workflow_id": name, "workflow_version": {"$in": sorted(versions)}}
+                    for name, versions in sorted(workflows.items())
+                ]
+            }
+        ]
+    else:
+        clause["workflow_id"] = {"$in": sorted(workflows)}
     if tenant_id is not None:
         clause["tenant_id"] = tenant_id
     return clause

@@ -22,7 +22,7 @@ Only operations that behave the same on MongoDB and on mongomock are used
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -38,7 +38,7 @@ from streamline_core.errors import (
     WorkflowNotFoundError,
 )
 from streamline_core.run import RunPage, RunStatus, WorkflowRun, encode_cursor
-from streamline_core.store import RunQuery, sort_key
+from streamline_core.store import RunQuery, WorkflowFilter, sort_key
 
 from . import _indexes
 from ._documents import KEY_HOLD, run_from_mongo, run_to_mongo, to_storage
@@ -227,7 +227,7 @@ class MongoStore:
         now: datetime,
         lease_for: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: WorkflowFilter,
         tenant_id: str | None = None,
     ) -> list[WorkflowRun]:
         """Lease up to ``limit`` claimable runs to ``worker`` (priority desc, due time asc).

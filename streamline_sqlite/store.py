@@ -62,7 +62,7 @@ import json
 import os
 import sqlite3
 import weakref
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from contextlib import closing
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,7 +81,7 @@ from streamline_core.run import (
     encode_cursor,
     run_to_document,
 )
-from streamline_core.store import RunQuery, apply_patch, sort_key
+from streamline_core.store import RunQuery, WorkflowFilter, apply_patch, sort_key
 from streamline_sqlite._codec import COLUMNS, columns, encode_doc, load_run, micros
 from streamline_sqlite._query import after_cursor, dicts_match, order_by, where
 from streamline_sqlite._schema import (
@@ -139,17 +139,36 @@ WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claimable
     WHERE {claimable} AND next_run_at <= ?4
       AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)
-      AND workflow_id IN (SELECT value FROM json_each(?5)){tenant}
+      AND {workflow} IN (SELECT value FROM json_each(?5)){tenant}
     ORDER BY priority DESC, next_run_at ASC, id ASC
     LIMIT ?6)
 RETURNING doc
 """
-_CLAIM_ANY_TENANT = _CLAIM.format(claimable=CLAIMABLE_SQL, tenant="")
-_CLAIM_ONE_TENANT = _CLAIM.format(claimable=CLAIMABLE_SQL, tenant=" AND tenant_id = ?7")
+# With versions, ?5 lists "name<US>version" pairs (US = the unit separator,
+# which neither names nor versions contain in practice).
+_BY_NAME = "workflow_id"
+_BY_VERSION = "workflow_id || char(31) || json_extract(doc, '$.workflow_version')"
+_CLAIMS = {
+    (versioned, tenant): _CLAIM.format(
+        claimable=CLAIMABLE_SQL,
+        workflow=_BY_VERSION if versioned else _BY_NAME,
+        tenant=" AND tenant_id = ?7" if tenant else "",
+    )
+    for versioned in (False, True)
+    for tenant in (False, True)
+}
 _HEARTBEAT = (
     "UPDATE runs SET lease_expires_at = ?, doc = json_set(doc, '$.lease.expires_at', ?) "
     "WHERE id = ? AND lease_owner = ? RETURNING status"
 )
+
+
+def _workflow_keys(workflows: WorkflowFilter) -> list[str]:
+    if isinstance(workflows, Mapping):
+        return [
+            f"{name}\x1f{version}" for name, versions in workflows.items() for version in versions
+        ]
+    return list(workflows)
 
 
 def _corrupt_json(run_id: str | None) -> DataCorruptionError:
@@ -296,7 +315,7 @@ class SQLiteStore:
         now: datetime,
         lease_for: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: WorkflowFilter,
         tenant_id: str | None = None,
     ) -> list[WorkflowRun]:
         """Lease up to ``limit`` claimable runs to ``worker``.
@@ -316,12 +335,11 @@ class SQLiteStore:
             micros(expires),
             lease,
             micros(now),
-            json.dumps(list(workflows)),
+            json.dumps(_workflow_keys(workflows)),
             limit,
         )
-        sql = _CLAIM_ANY_TENANT
+        sql = _CLAIMS[(isinstance(workflows, Mapping), tenant_id is not None)]
         if tenant_id is not None:
-            sql = _CLAIM_ONE_TENANT
             params = (*params, tenant_id)
 
         def op(conn: sqlite3.Connection) -> tuple[list[WorkflowRun], list[DataCorruptionError]]:

@@ -8,7 +8,7 @@ shared with callers.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,10 +29,12 @@ from streamline_core.run import (
 )
 from streamline_core.store import (
     RunQuery,
+    WorkflowFilter,
     apply_patch,
     clone_document,
     matches_query,
     sort_key,
+    workflow_matches,
 )
 
 __all__ = ["InMemoryStore", "from_url"]
@@ -87,7 +89,7 @@ class InMemoryStore:
         now: datetime,
         lease_for: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: WorkflowFilter,
         tenant_id: str | None = None,
     ) -> list[WorkflowRun]:
         """Lease up to ``limit`` claimable runs (priority desc, due time asc)."""
@@ -101,7 +103,7 @@ class InMemoryStore:
             and d["next_run_at"] <= now
             and not d.get("paused")
             and (d.get("lease") is None or d["lease"]["expires_at"] <= now)
-            and d.get("workflow_id") in workflows
+            and workflow_matches(workflows, d.get("workflow_id", ""), d.get("workflow_version", ""))
             and (tenant_id is None or d.get("tenant_id") == tenant_id)
         ]
         candidates.sort(key=lambda d: (-d.get("priority", 0), d["next_run_at"], d["id"]))

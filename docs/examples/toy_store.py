@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -31,7 +31,15 @@ from streamline_core.run import (
     run_from_document,
     run_to_document,
 )
-from streamline_core.store import RunQuery, Store, apply_patch, matches_query, sort_key
+from streamline_core.store import (
+    RunQuery,
+    Store,
+    WorkflowFilter,
+    apply_patch,
+    matches_query,
+    sort_key,
+    workflow_matches,
+)
 from streamline_testing.conformance import StoreHarness
 
 _ACTIVE = {s.value for s in ACTIVE_STATUSES}
@@ -78,7 +86,7 @@ class ToyStore:
         now: datetime,
         lease_for: float,
         limit: int,
-        workflows: Collection[str],
+        workflows: WorkflowFilter,
         tenant_id: str | None = None,
     ) -> list[WorkflowRun]:
         async with self._lock:
@@ -90,7 +98,7 @@ class ToyStore:
                 and d["next_run_at"] <= now
                 and not d["paused"]
                 and (d["lease"] is None or d["lease"]["expires_at"] <= now)
-                and d["workflow_id"] in workflows
+                and workflow_matches(workflows, d["workflow_id"], d["workflow_version"])
                 and (tenant_id is None or d["tenant_id"] == tenant_id)
             ]
             due.sort(key=lambda d: (-d["priority"], d["next_run_at"], d["id"]))

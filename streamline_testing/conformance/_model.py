@@ -57,7 +57,12 @@ def active_with_key(
     }
 
 
-def claimable(doc: Doc, now: datetime, workflows: Collection[str], tenant_id: str | None) -> bool:
+def claimable(
+    doc: Doc,
+    now: datetime,
+    workflows: Collection[str] | Mapping[str, Collection[str]],
+    tenant_id: str | None,
+) -> bool:
     """Every condition of the contract's "claimable", in the contract's order."""
     lease = doc["lease"]
     return (
@@ -66,7 +71,11 @@ def claimable(doc: Doc, now: datetime, workflows: Collection[str], tenant_id: st
         and doc["next_run_at"] <= now
         and not doc["paused"]
         and (lease is None or lease["expires_at"] <= now)
-        and doc["workflow_id"] in workflows
+        and (
+            doc["workflow_version"] in workflows.get(doc["workflow_id"], ())
+            if isinstance(workflows, Mapping)
+            else doc["workflow_id"] in workflows
+        )
         and (tenant_id is None or doc["tenant_id"] == tenant_id)
     )
 
@@ -80,7 +89,7 @@ def expected_claim(
     docs: Iterable[Doc],
     now: datetime,
     limit: int,
-    workflows: Collection[str],
+    workflows: Collection[str] | Mapping[str, Collection[str]],
     tenant_id: str | None,
 ) -> list[Doc]:
     """The runs a claim must return, in order."""

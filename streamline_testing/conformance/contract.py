@@ -693,6 +693,27 @@ class StoreContract(StoreHarness):
             )
 
     @clause
+    async def test_claim_filters_by_registered_versions(self, stores: Stores) -> None:
+        """claim: with a name -> versions mapping, only runs of those versions are claimed."""
+        store = stores.main
+        await _put(store, "a-v1", workflow_id="wf-a", workflow_version="1")
+        await _put(store, "a-v2", workflow_id="wf-a", workflow_version="2")
+        await _put(store, "b-v1", workflow_id="wf-b", workflow_version="1")
+        now = at(1)
+        cases: list[tuple[dict[str, tuple[str, ...]], list[str]]] = [
+            ({"wf-a": ("2",)}, ["a-v2"]),
+            ({"wf-a": ("3",), "wf-c": ("1",)}, []),
+            ({"wf-a": ()}, []),
+            ({"wf-a": ("1", "9"), "wf-b": ("1",)}, ["a-v1", "b-v1"]),
+            ({"wf-a": ("1",)}, []),  # already leased by the previous case
+        ]
+        for workflows, expected in cases:
+            claimed = await store.claim("w1", now, LEASE, 100, workflows)
+            assert sorted(_ids(claimed)) == expected, (
+                f"claim(workflows={workflows}) returned {_ids(claimed)}, expected {expected}"
+            )
+
+    @clause
     async def test_expired_lease_takeover_counts_a_recovery(self, stores: Stores) -> None:
         """claim: taking over an expired lease of a running run does recoveries + 1.
 

@@ -138,11 +138,13 @@ class RunSpec:
     wait: Doc | None
     meta: dict[str, Any]
     context: dict[str, Any]
+    version: str = "1"
 
 
 _RUN_SPECS = st.builds(
     RunSpec,
     label=st.sampled_from("abcdef"),
+    version=st.sampled_from(["1", "1", "2"]),
     workflow_id=st.sampled_from(WORKFLOWS),
     tenant_id=st.sampled_from(TENANTS),
     status=st.sampled_from(("running", "running", "waiting", "draft", "done")),
@@ -304,6 +306,7 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
         return make_doc(
             run_id,
             workflow_id=spec.workflow_id,
+            workflow_version=spec.version,
             tenant_id=spec.tenant_id,
             status=spec.status,
             paused=spec.paused,
@@ -514,20 +517,41 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
     @rule(
         worker=workers,
         limit=st.sampled_from([1, 2, 4, 0]),
-        workflows=st.sampled_from([WORKFLOWS, WORKFLOWS, ("wf-a",), ("wf-b", "wf-z"), ()]),
+        workflows=st.sampled_from(
+            [
+                WORKFLOWS,
+                WORKFLOWS,
+                ("wf-a",),
+                ("wf-b", "wf-z"),
+                (),
+                {"wf-a": ("1",), "wf-b": ("1", "2")},
+                {"wf-a": ("2",)},
+            ]
+        ),
         tenant=st.sampled_from([None, None, "t1", "t2"]),
     )
     def claim(
-        self, worker: str, limit: int, workflows: tuple[str, ...], tenant: str | None
+        self,
+        worker: str,
+        limit: int,
+        workflows: tuple[str, ...] | dict[str, tuple[str, ...]],
+        tenant: str | None,
     ) -> None:
         """claim: exactly the model's claimable runs, in contract order, up to limit."""
         expected = [
             d["id"] for d in expected_claim(self.model.values(), self.now, limit, workflows, tenant)
         ]
         got = self._call(
-            self._handle(worker).claim(worker, self.now, LEASE, limit, set(workflows), tenant)
+            self._handle(worker).claim(
+                worker,
+                self.now,
+                LEASE,
+                limit,
+                dict(workflows) if isinstance(workflows, dict) else set(workflows),
+                tenant,
+            )
         )
-        what = f"claim({worker}, limit={limit}, workflows={list(workflows)}, tenant={tenant!r})"
+        what = f"claim({worker}, limit={limit}, workflows={workflows!r}, tenant={tenant!r})"
         _note(f"claim: {min(len(got), 2)}{'+' if len(got) >= 2 else ''} runs")
         assert [r.id for r in got] == expected, (
             f"{what} returned {[r.id for r in got]}, the model says {expected}"

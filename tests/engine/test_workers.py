@@ -236,22 +236,51 @@ async def test_stats_count_claims_commits_retries_and_outcomes(env: Env) -> None
     assert stats["in_flight"] == 0
 
 
-async def test_a_run_of_an_unknown_version_is_reported_once_and_left_queued(env: Env) -> None:
+async def test_workers_claim_only_the_versions_they_registered(env: Env) -> None:
     errors: list[Any] = []
+    ran: list[str] = []
     client = env.engine()
-    v2 = client.workflow("mixed", steps={"a": lambda ctx: 1}, version="2")
-    runs = [await v2.start() for _ in range(3)]
-    async with env.engine() as old_worker:
+    v2 = client.workflow("mixed", steps={"a": lambda ctx: ran.append("v2")}, version="2")
+    v2_runs = [await v2.start() for _ in range(3)]
+    async with env.engine(worker_id="old") as old_worker:
         old_worker.on("engine:error")(errors.append)
-        old_worker.workflow("mixed", steps={"a": lambda ctx: 1}, version="1")
+        old_worker.workflow("mixed", steps={"a": lambda ctx: ran.append("v1")}, version="1")
         await env.clock.advance(0)
         await env.settle()
         await env.clock.advance(60)
         await env.settle()
-    assert len(errors) == 1
-    assert "version '2'" in str(errors[0].error)
-    for run in runs:
-        stored = await env.store.get(run.id)
-        assert stored is not None
-        assert stored.status == RunStatus.RUNNING
-        assert stored.steps[0].status != "done"
+        for run in v2_runs:
+            stored = await env.store.get(run.id)
+            assert stored is not None
+            assert stored.lease is None  # never claimed by a worker without version 2
+        assert errors == []
+        async with env.engine(worker_id="new") as new_worker:
+            wf = new_worker.workflow(
+                "mixed", steps={"a": lambda ctx: ran.append("v2")}, version="2"
+            )
+            for run in v2_runs:
+                assert (await wf.wait_for(run.id, timeout=10)).status == RunStatus.DONE
+    assert ran == ["v2", "v2", "v2"]
+
+
+async def test_consecutive_heartbeat_failures_stop_the_step_before_expiry(env: Env) -> None:
+    seen: list[float] = []
+    started = asyncio.Event()
+    t0 = env.clock.now()
+
+    async def long(ctx: StepContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append((env.clock.now() - t0).total_seconds())
+            raise
+
+    engine = env.engine(store=HeartbeatOutage(env.store), lease=30, max_heartbeat_failures=1)
+    await engine.start()
+    wf = engine.workflow("hb1", steps={"long": long})
+    await wf.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await env.clock.advance(10)
+    await env.settle()
+    assert seen == [10.0]  # the first failed heartbeat (lease/3), well before the 30 s expiry

@@ -190,10 +190,8 @@ def test_claim_uses_the_claimable_index(db: str) -> None:
         params = ("w", 1, "{}", 1, '["wf"]', 10, "t")
         plans = [
             " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params[:n]))
-            for sql, n in (
-                (store_module._CLAIM_ANY_TENANT, 6),
-                (store_module._CLAIM_ONE_TENANT, 7),
-            )
+            for (_, tenant), sql in store_module._CLAIMS.items()
+            for n in (7 if tenant else 6,)
         ]
         key_plan = conn.execute(
             f"EXPLAIN QUERY PLAN {store_module._ACTIVE_BY_KEY}", ("wf", 1, "", "k")
