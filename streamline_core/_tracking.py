@@ -15,15 +15,21 @@ class IOTracker:
     def __init__(self) -> None:
         self.pending = 0
 
-    async def settle(self, limit: float = 5.0) -> bool:
-        """Wait (real time, at most ``limit`` s) until nothing is in flight; True if it waited."""
+    async def settle(self, limit: float = 0.5) -> bool:
+        """Wait (real time, at most ``limit`` s) until nothing is in flight.
+
+        Returns True when it waited and everything in flight finished (so the
+        caller should let the loop run again); False when nothing was in
+        flight, or when a call is still hanging after ``limit`` (a store that
+        never answers is a test's own business, not something to wait out).
+        """
         if not self.pending:
             return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + limit
         while self.pending and loop.time() < deadline:
             await asyncio.sleep(0.0005)
-        return True
+        return not self.pending
 
 
 class TrackedStore:

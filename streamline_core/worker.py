@@ -181,7 +181,12 @@ class Worker:
                 if remaining > eng.lease - period:
                     continue  # a commit refreshed it recently
                 try:
-                    status = await eng._io.heartbeat(run_id, eng.worker_id, now, eng.lease)
+                    status = await self._beat(run_id, now, remaining)
+                except _Unanswered:
+                    # The store did not answer before the lease ran out on our
+                    # clock: someone else may take the run now, so stop.
+                    state.interrupt("lease_lost")
+                    continue
                 except LeaseLostError:
                     state.interrupt("lease_lost")
                     continue
@@ -200,3 +205,21 @@ class Worker:
                 state.lease_expires = now + timedelta(seconds=eng.lease)
                 if status == RunStatus.CANCELLED:
                     state.interrupt("cancelled")
+
+    async def _beat(self, run_id: str, now: datetime, remaining: float) -> RunStatus:
+        """One heartbeat, given up when the lease expires first (a hung store)."""
+        eng = self.engine
+        beat = asyncio.ensure_future(eng._io.heartbeat(run_id, eng.worker_id, now, eng.lease))
+        expiry = asyncio.ensure_future(eng.clock.sleep(max(0.0, remaining)))
+        try:
+            await asyncio.wait({beat, expiry}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            expiry.cancel()
+        if not beat.done():
+            beat.cancel()
+            raise _Unanswered()
+        return beat.result()
+
+
+class _Unanswered(Exception):
+    """A heartbeat got no answer before the lease expired."""

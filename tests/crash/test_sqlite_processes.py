@@ -119,3 +119,44 @@ def test_three_workers_execute_every_step_of_60_runs_exactly_once(tmp_path: Path
     assert sum(counts.values()) == 180
     pids = {line.split()[2] for line in log.read_text().splitlines()}
     assert len(pids) >= 2  # the work was actually shared
+
+
+def test_a_worker_that_loses_its_heartbeats_stops_its_step(tmp_path: Path) -> None:
+    import sqlite3
+
+    db, log = tmp_path / "runs.db", tmp_path / "exec.log"
+    soak_log = Path(str(log) + ".soak")
+
+    async def start_one() -> str:
+        engine = client(db)
+        wf = engine.workflow("stubborn", steps={"hold": noop})
+        run_id = (await wf.start()).id
+        await engine.shutdown()
+        return run_id
+
+    run_id = asyncio.run(start_one())
+    worker = spawn(db, log, lease=1.5)
+    try:
+        deadline = time.monotonic() + 20
+        while not (soak_log.exists() and "stubborn" in soak_log.read_text()):
+            assert time.monotonic() < deadline, "the step never started"
+            time.sleep(0.02)
+        # Take the database away from the worker: its heartbeats hang on the lock.
+        blocker = sqlite3.connect(db, isolation_level=None, timeout=10)
+        blocker.execute("BEGIN EXCLUSIVE")
+        locked_at = time.time()
+        try:
+            deadline = time.monotonic() + 10
+            while "stubborn-signal" not in soak_log.read_text():
+                assert time.monotonic() < deadline, "the step kept running without its lease"
+                time.sleep(0.02)
+            stopped_at = float(soak_log.read_text().split("stubborn-signal")[1].split()[1])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=15)
+    assert "stubborn-signal=True" in soak_log.read_text()  # ctx.signal was set
+    assert stopped_at - locked_at < 1.5 + 0.5  # by the lease's expiry on its own clock
+    assert run_id

@@ -57,6 +57,16 @@ def build(engine: Engine, db: str, log: str) -> None:
 
     engine.workflow("soak", steps={s: soak_step(s) for s in STEPS})
 
+    async def stubborn(ctx: StepContext) -> str:
+        stamp(log, "S", ctx, "stubborn")
+        try:
+            while True:
+                await asyncio.sleep(0.02)
+        finally:
+            stamp(log, "E", ctx, f"stubborn-signal={ctx.signal.is_set()}")
+
+    engine.workflow("stubborn", steps={"hold": stubborn})
+
 
 def stamp(log: str, kind: str, ctx: StepContext, token: str) -> None:
     """``S|E run step token wallclock``: start and end instants of one execution."""

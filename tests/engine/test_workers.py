@@ -284,3 +284,42 @@ async def test_consecutive_heartbeat_failures_stop_the_step_before_expiry(env: E
     await env.clock.advance(10)
     await env.settle()
     assert seen == [10.0]  # the first failed heartbeat (lease/3), well before the 30 s expiry
+
+
+class HeartbeatHangs:
+    """A store whose heartbeats never answer (a hung connection)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def heartbeat(self, *args: Any, **kwargs: Any) -> Any:
+        await asyncio.Event().wait()
+
+
+async def test_a_heartbeat_that_never_answers_stops_the_step_at_lease_expiry(env: Env) -> None:
+    seen: list[float] = []
+    started = asyncio.Event()
+    t0 = env.clock.now()
+
+    async def long(ctx: StepContext) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            seen.append((env.clock.now() - t0).total_seconds())
+            raise
+
+    engine = env.engine(store=HeartbeatHangs(env.store), lease=30)
+    await engine.start()
+    wf = engine.workflow("hang", steps={"long": long})
+    await wf.start()
+    await asyncio.wait_for(started.wait(), 5)
+    await env.clock.advance(29)
+    await env.settle()
+    assert seen == []
+    await env.clock.advance(1)
+    await env.settle()
+    assert seen == [30.0]
