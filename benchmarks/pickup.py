@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.figures import percentile
 from streamline_core import Engine, StepContext
 
 
@@ -24,14 +24,31 @@ async def _noop(ctx: StepContext) -> None:
     return None
 
 
-def measure(n: int = 40, seed: int = 1) -> dict[str, float]:
-    """p50/p90/p99/max pickup latency in milliseconds over ``n`` runs."""
-    tmp = Path(tempfile.mkdtemp(prefix="streamline-pickup-"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def measure(
+    n: int = 40, seed: int = 1, gap: tuple[float, float] = (0.2, 2.5), tail: float = 2.0
+) -> dict[str, float]:
+    """p50/p90/p99/max pickup latency in milliseconds over ``n`` runs.
+
+    Runs are started ``gap`` seconds apart (uniformly random), so the worker
+    is found at every depth of its idle back-off; ``tail`` seconds after the
+    last start the worker is stopped.
+    """
+    with tempfile.TemporaryDirectory(prefix="streamline-pickup-") as tmp:
+        return _measure(Path(tmp), n, seed, gap, tail)
+
+
+def _measure(
+    tmp: Path, n: int, seed: int, gap: tuple[float, float], tail: float
+) -> dict[str, float]:
     store, out = f"sqlite:///{tmp / 'p.db'}", tmp / "starts.txt"
     worker = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.pickup_worker", store, str(out)],
         stdout=subprocess.PIPE,
         text=True,
+        cwd=ROOT,
     )
     assert worker.stdout is not None
     worker.stdout.readline()
@@ -42,10 +59,10 @@ def measure(n: int = 40, seed: int = 1) -> dict[str, float]:
         engine = Engine(store, load_entry_point_plugins=False)
         wf = engine.workflow("pickup", steps={"first": _noop})
         for _ in range(n):
-            await asyncio.sleep(rng.uniform(0.2, 2.5))  # let the worker go idle at random depths
+            await asyncio.sleep(rng.uniform(*gap))  # let the worker go idle at random depths
             run = await wf.start()
             started[run.id] = time.time()
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(tail)
         await engine.shutdown()
 
     asyncio.run(client())
@@ -55,9 +72,13 @@ def measure(n: int = 40, seed: int = 1) -> dict[str, float]:
     for line in out.read_text().splitlines():
         run_id, at = line.split()
         lat.append((float(at) - started[run_id]) * 1000)
-    lat.sort()
-    q = statistics.quantiles(lat, n=100)
-    return {"runs": len(lat), "p50_ms": q[49], "p90_ms": q[89], "p99_ms": q[98], "max_ms": lat[-1]}
+    return {
+        "runs": len(lat),
+        "p50_ms": percentile(lat, 50),
+        "p90_ms": percentile(lat, 90),
+        "p99_ms": percentile(lat, 99),
+        "max_ms": max(lat),
+    }
 
 
 if __name__ == "__main__":

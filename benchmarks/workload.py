@@ -1,19 +1,30 @@
-"""The standard workload: runs of a 10-step no-op workflow, sequential or N in flight."""
+"""The standard workload: runs of a 10-step no-op workflow, sequential or N in flight.
+
+``python -m benchmarks.workload STORE RUNS IN_FLIGHT`` measures one repetition
+in a fresh process and prints one JSON object (the harness runs it alternately
+with DBOS's equivalent, ``benchmarks/dbos_workload.py``). ``STORE`` is
+``memory``, ``sqlite`` (``synchronous=FULL``) or ``mongo`` (mongomock-motor).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import statistics
+import json
+import resource
+import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from streamline_core import Engine, StepContext
+from benchmarks.figures import SYNCHRONOUS_NAMES, Figure
+from benchmarks.stores import CountingStore, memory, mongo_factory, sqlite_factory
+from streamline_core import Engine, Event, StepContext
 from streamline_core.store import Store
-from streamline_testing import InMemoryStore
+
+__all__ = ["STEPS", "Result", "measure_once", "memory", "run_scenario", "sqlite_factory"]
 
 STEPS = 10
 
@@ -32,75 +43,98 @@ class Result:
     hi: float
     writes_per_step: float
 
-    def row(self) -> str:
-        return (
-            f"| {self.scenario} | {self.steps_per_s:,.0f} | {self.lo:,.0f} – {self.hi:,.0f} "
-            f"| {self.writes_per_step:.2f} |"
-        )
 
-
-class _Counting:
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.writes = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    async def create(self, run: Any) -> Any:
-        self.writes += 1
-        return await self.inner.create(run)
-
-    async def transition(self, *args: Any, **kwargs: Any) -> Any:
-        self.writes += 1
-        return await self.inner.transition(*args, **kwargs)
-
-    async def claim(self, *args: Any, **kwargs: Any) -> Any:
-        runs = await self.inner.claim(*args, **kwargs)
-        self.writes += len(runs)
-        return runs
-
-
-async def _measure(
-    make_store: Callable[[], Store], runs: int, in_flight: int
-) -> tuple[float, float]:
-    store = _Counting(make_store())
-    engine = Engine(store, load_entry_point_plugins=False, max_concurrent_runs=max(in_flight, 1))  # type: ignore[arg-type]
+async def _measure(make_store: Callable[[], Store], runs: int, in_flight: int) -> dict[str, Any]:
+    store = CountingStore(make_store())
+    engine = Engine(store, load_entry_point_plugins=False, max_concurrent_runs=max(in_flight, 1))
     wf = engine.workflow("bench", steps={f"s{i}": noop for i in range(STEPS)})
+    # Completion is signalled by the engine's own event, so the harness adds no store reads.
+    ended: dict[str, asyncio.Future[None]] = {}
+
+    def waiter(run_id: str) -> asyncio.Future[None]:
+        return ended.setdefault(run_id, asyncio.get_running_loop().create_future())
+
+    def on_end(event: Event) -> None:
+        future = waiter(str(event.run_id))
+        if not future.done():
+            future.set_result(None)
+
+    engine.on("workflow:completed", on_end)
+    engine.on("workflow:failed", on_end)
     async with engine:
         sem = asyncio.Semaphore(in_flight)
 
         async def one() -> None:
             async with sem:
                 run = await wf.start()
-                await wf.wait_for(run.id, timeout=120, poll_interval=0.5)
+                await asyncio.wait_for(waiter(run.id), timeout=120)
 
-        t = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(min(5, runs))))  # warm-up, as for DBOS
+        store.writes = store.reads = 0
+        database = getattr(make_store, "last", None)  # Mongo: driver calls are counted
+        if database is not None:
+            database.round_trips = database.bytes_sent = 0
+        t, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
         await asyncio.gather(*(one() for _ in range(runs)))
-        elapsed = time.perf_counter() - t
+        elapsed, cpu_end = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    durability = await _durability(store.inner)
     await store.inner.close()
-    return runs * STEPS / elapsed, store.writes / (runs * STEPS)
+    steps = runs * STEPS
+    user, system = cpu_end.ru_utime - cpu.ru_utime, cpu_end.ru_stime - cpu.ru_stime
+    out = {
+        "steps_per_s": steps / elapsed,
+        "cpu_us_per_step": (user + system) / steps * 1e6,
+        "cpu_sys_us_per_step": system / steps * 1e6,
+        "writes_per_step": store.writes / steps,
+        "reads_per_step": store.reads / steps,
+        **durability,
+    }
+    if database is not None:
+        out["round_trips_per_step"] = database.round_trips / steps
+        out["bytes_sent_per_step"] = database.bytes_sent / steps
+    return out
+
+
+async def _durability(store: Any) -> dict[str, Any]:
+    """journal_mode and synchronous as the SQLite store's own write connection has them."""
+    path = getattr(store, "path", None)
+    if not isinstance(path, str):
+        return {}
+    out: dict[str, Any] = {"sqlite_version": sqlite3.sqlite_version}
+    try:  # the writer's connection: synchronous is per connection, not stored in the file
+        writer = store._writer
+        out["journal_mode"] = await writer.run(
+            lambda c: c.execute("PRAGMA journal_mode").fetchone()[0]
+        )
+        level = await writer.run(lambda c: c.execute("PRAGMA synchronous").fetchone()[0])
+        out["synchronous"] = SYNCHRONOUS_NAMES.get(level, str(level))
+    except Exception:  # internals moved: fall back to the file (journal) and the setting
+        with sqlite3.connect(path) as conn:
+            out["journal_mode"] = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        out["synchronous"] = "FULL (as configured)"
+    return out
+
+
+def measure_once(kind: str, runs: int, in_flight: int) -> dict[str, Any]:
+    """One repetition on a fresh store of ``kind`` (``memory``, ``sqlite``, ``mongo``)."""
+    with tempfile.TemporaryDirectory(prefix="streamline-bench-") as tmp:
+        factories: dict[str, Callable[[], Callable[[], Store]]] = {
+            "memory": lambda: memory,
+            "sqlite": lambda: sqlite_factory(tmp),
+            "mongo": mongo_factory,
+        }
+        return asyncio.run(_measure(factories[kind](), runs, in_flight))
 
 
 def run_scenario(
     name: str, make_store: Callable[[], Store], runs: int, in_flight: int, reps: int = 3
 ) -> Result:
-    """Median steps/s over ``reps`` repetitions."""
-    rates = []
-    writes = 0.0
-    for _ in range(reps):
-        rate, writes = asyncio.run(_measure(make_store, runs, in_flight))
-        rates.append(rate)
-    return Result(name, statistics.median(rates), min(rates), max(rates), writes)
+    """Median steps/s over ``reps`` repetitions in this process."""
+    samples = [asyncio.run(_measure(make_store, runs, in_flight)) for _ in range(reps)]
+    rate = Figure.of(s["steps_per_s"] for s in samples)
+    return Result(name, rate.median, rate.lo, rate.hi, samples[-1]["writes_per_step"])
 
 
-def memory() -> Store:
-    return InMemoryStore()
-
-
-def sqlite_factory() -> Callable[[], Store]:
-    from streamline_sqlite import SQLiteStore
-
-    tmp = Path(tempfile.mkdtemp(prefix="streamline-bench-"))
-    counter = iter(range(10**6))
-    return lambda: SQLiteStore(str(tmp / f"bench-{next(counter)}.db"))
+if __name__ == "__main__":
+    kind, runs, in_flight = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    print(json.dumps(measure_once(kind, runs, in_flight)))

@@ -83,7 +83,17 @@ _V2 = (
     f"WHERE idempotency_key IS NOT NULL AND {ACTIVE_SQL}",
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+# Version 3: the claim index follows the claim's order (priority desc, due
+# time, id) and leaves out runs with no due time (waiting for a person or an
+# event), so a claim reads only the rows it returns: O(log n + limit) however
+# many runs are queued or waiting, with no sort.
+_V3 = (
+    "DROP INDEX runs_claimable",
+    "CREATE INDEX runs_claimable ON runs (priority DESC, next_run_at, id) "
+    f"WHERE {CLAIMABLE_SQL} AND next_run_at IS NOT NULL",
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -122,8 +122,8 @@ _ACTIVE_BY_KEY = (
 # Column references in SET read the row as it was before the update, so
 # lease_owner/status below are the claimed run's previous values. INDEXED BY:
 # left alone, the planner prefers runs_workflow and walks every run of the
-# workflow, finished ones included; runs_claimable holds only active, unpaused
-# runs in due order, so a claim costs O(log n + due runs).
+# workflow, finished ones included; runs_claimable holds only active, unpaused,
+# due-dated runs in claim order, so a claim reads O(log n + limit) rows.
 _CLAIM = """
 UPDATE runs SET
     lease_owner = ?1,
@@ -137,7 +137,7 @@ UPDATE runs SET
             + (lease_owner IS NOT NULL AND status = 'running'))
 WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claimable
-    WHERE {claimable} AND next_run_at <= ?4
+    WHERE {claimable} AND next_run_at IS NOT NULL AND next_run_at <= ?4
       AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)
       AND {workflow} IN (SELECT value FROM json_each(?5)){tenant}
     ORDER BY priority DESC, next_run_at ASC, id ASC

@@ -196,8 +196,11 @@ def test_claim_uses_the_claimable_index(db: str) -> None:
         key_plan = conn.execute(
             f"EXPLAIN QUERY PLAN {store_module._ACTIVE_BY_KEY}", ("wf", 1, "", "k")
         ).fetchall()
-    assert all("USING INDEX runs_claimable (next_run_at<?)" in p for p in plans), plans
-    assert "SCAN runs" not in " ".join(plans)
+    # Walks the claim index in claim order and stops at the limit: no sort, and
+    # no other table scan.
+    assert all("SCAN runs USING INDEX runs_claimable" in p for p in plans), plans
+    assert "TEMP B-TREE" not in " ".join(plans)
+    assert all(p.count("SCAN runs") == 1 for p in plans), plans
     assert "USING INDEX runs_idempotency" in key_plan[0][3]
 
 
