@@ -92,6 +92,7 @@ import copy
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
 from streamline_core.run import RunPage, RunStatus, WorkflowRun
@@ -266,12 +267,13 @@ def clone_document(value: Any) -> Any:
         return {k: clone_document(v) for k, v in value.items()}
     if t is list:
         return [clone_document(v) for v in value]
-    if t in _IMMUTABLE:
+    if t in _IMMUTABLE or isinstance(value, _IMMUTABLE_TYPES):
         return value
     return copy.deepcopy(value)
 
 
 _IMMUTABLE = frozenset({str, int, float, bool, type(None), datetime})
+_IMMUTABLE_TYPES = (str, int, float, datetime, Enum)  # and their subclasses (StrEnum statuses)
 
 
 def apply_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
