@@ -40,6 +40,7 @@ from streamline_core.errors import (
 )
 from streamline_core.events import Event, EventBus, EventHandler
 from streamline_core.executor import Executor, RunState
+from streamline_core.heartbeats import Heartbeats
 from streamline_core.run import (
     ACTIVE_STATUSES,
     RunError,
@@ -160,6 +161,7 @@ class Engine:
         self.counters = EngineStats()
         self._unknown_reported: set[tuple[str, str]] = set()
         self._worker: Worker | None = None
+        self._heartbeats = Heartbeats(self)
         self.stopping = False
         self._closed = False
         self.runs = Runs(self)
@@ -351,8 +353,7 @@ class Engine:
                     await asyncio.wait(still, timeout=5.0)
             for s in states:
                 await self._release_quietly(s.run)
-        if self._worker is not None:
-            await self._worker.stop_heartbeats()
+        await self._heartbeats.stop()
         self._closed = True
         self._worker = None
         if self._remove_settler is not None:
@@ -431,8 +432,8 @@ class Engine:
         state = RunState(run=run, workflow=wf, lease_expires=run.lease.expires_at)
         self._inflight[run.id] = state
         state.task = asyncio.create_task(self._executor.drive(state), name=f"streamline:{run.id}")
-        if self._worker is not None:
-            self._worker.ensure_heartbeats()
+        # Client engines' `execute` holds leases too: heartbeats need no worker loop.
+        self._heartbeats.ensure_running()
         return True
 
     def _drive_finished(self, state: RunState) -> None:

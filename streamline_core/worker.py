@@ -1,4 +1,4 @@
-"""The worker loop: claim due runs, wake for near-due timers, heartbeat leases.
+"""The worker loop: claim due runs, wake for near-due timers.
 
 Work is found three ways: immediately when something local becomes runnable
 (``wake``), on in-process timers for near-due sleeps and retries this process
@@ -13,11 +13,10 @@ import asyncio
 import heapq
 import logging
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING
 
-from streamline_core.errors import DataCorruptionError, LeaseLostError, StoreError
-from streamline_core.run import RunStatus
+from streamline_core.errors import DataCorruptionError, StoreError
 
 if TYPE_CHECKING:
     from streamline_core.engine import Engine
@@ -38,7 +37,6 @@ class Worker:
         self._wake = asyncio.Event()
         self._timers: list[datetime] = []
         self._loop_task: asyncio.Task[None] | None = None
-        self._hb_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
         self.idle_polls = 0
@@ -64,12 +62,6 @@ class Worker:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-    async def stop_heartbeats(self) -> None:
-        """Stop the heartbeat task."""
-        if self._hb_task is not None:
-            self._hb_task.cancel()
-            await asyncio.gather(self._hb_task, return_exceptions=True)
-
     def wake(self) -> None:
         """Claim now (something became runnable or a slot freed)."""
         self._wake.set()
@@ -82,11 +74,6 @@ class Worker:
         elif len(self._timers) < MAX_TIMERS:
             heapq.heappush(self._timers, at)
             self._wake.set()  # re-evaluate the sleep so the new timer is honoured
-
-    def ensure_heartbeats(self) -> None:
-        """Run the heartbeat task while anything is in flight."""
-        if self._hb_task is None or self._hb_task.done():
-            self._hb_task = asyncio.create_task(self._heartbeats(), name="streamline:heartbeats")
 
     # --- claiming ------------------------------------------------------------------
 
@@ -165,61 +152,3 @@ class Worker:
             for t in (sleeper, waker):
                 if not t.done():
                     t.cancel()
-
-    # --- leases ----------------------------------------------------------------------
-
-    async def _heartbeats(self) -> None:
-        eng = self.engine
-        period = eng.lease / 3
-        while eng._inflight:
-            await eng.clock.sleep(period)
-            now = eng.clock.now()
-            for run_id, state in list(eng._inflight.items()):
-                if state.task is None or state.task.done():
-                    continue
-                remaining = (state.lease_expires - now).total_seconds()
-                if remaining > eng.lease - period:
-                    continue  # a commit refreshed it recently
-                try:
-                    status = await self._beat(run_id, now, remaining)
-                except _Unanswered:
-                    # The store did not answer before the lease ran out on our
-                    # clock: someone else may take the run now, so stop.
-                    state.interrupt("lease_lost")
-                    continue
-                except LeaseLostError:
-                    state.interrupt("lease_lost")
-                    continue
-                except StoreError as exc:
-                    eng.counters.store_errors += 1
-                    state.heartbeat_failures += 1
-                    await eng._emit("scheduler:error", run_id=run_id, error=exc)
-                    if (
-                        state.heartbeat_failures >= eng.max_heartbeat_failures
-                        or eng.clock.now() >= state.lease_expires
-                    ):
-                        # Stop before anyone else may take the run over.
-                        state.interrupt("lease_lost")
-                    continue
-                state.heartbeat_failures = 0
-                state.lease_expires = now + timedelta(seconds=eng.lease)
-                if status == RunStatus.CANCELLED:
-                    state.interrupt("cancelled")
-
-    async def _beat(self, run_id: str, now: datetime, remaining: float) -> RunStatus:
-        """One heartbeat, given up when the lease expires first (a hung store)."""
-        eng = self.engine
-        beat = asyncio.ensure_future(eng._io.heartbeat(run_id, eng.worker_id, now, eng.lease))
-        expiry = asyncio.ensure_future(eng.clock.sleep(max(0.0, remaining)))
-        try:
-            await asyncio.wait({beat, expiry}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            expiry.cancel()
-        if not beat.done():
-            beat.cancel()
-            raise _Unanswered()
-        return beat.result()
-
-
-class _Unanswered(Exception):
-    """A heartbeat got no answer before the lease expired."""

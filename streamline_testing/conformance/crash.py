@@ -178,8 +178,9 @@ class _FaultyStore:
         current = asyncio.current_task()
         worker = engine._worker
         tasks = [s.task for s in engine._inflight.values()]
+        tasks.append(engine._heartbeats.task)
         if worker is not None:
-            tasks += [worker._loop_task, worker._hb_task]
+            tasks.append(worker._loop_task)
             if worker._unsubscribe is not None:
                 worker._unsubscribe()
         for task in tasks:

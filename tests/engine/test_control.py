@@ -261,3 +261,29 @@ async def test_rewind_refuses_to_revive_a_run_whose_key_is_taken(env: Env) -> No
         await wf.cancel(newer.id)
         revived = await wf.rewind_to(old.id, "a")
         assert revived.status == RunStatus.RUNNING
+
+
+async def test_execute_on_a_client_engine_heartbeats_a_long_step(env: Env) -> None:
+    gate = asyncio.Event()
+    started = asyncio.Event()
+
+    async def long(ctx: StepContext) -> str:
+        started.set()
+        await gate.wait()
+        return "done"
+
+    client = env.engine(worker_id="client", lease=30)
+    wf = client.workflow("long-exec", steps={"long": long})
+    run = await wf.start()
+    executing = asyncio.ensure_future(wf.execute(run.id))
+    await asyncio.wait_for(started.wait(), 5)
+    for _ in range(12):  # two minutes, four leases long
+        await env.clock.advance(10)
+        await env.settle()
+    stored = await wf.get(run.id)
+    assert stored is not None
+    assert stored.lease is not None
+    assert stored.lease.owner == "client"
+    assert stored.lease.expires_at > env.clock.now()
+    gate.set()
+    assert (await executing).output == "done"

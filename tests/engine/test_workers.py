@@ -15,7 +15,7 @@ async def crash(engine: Engine) -> None:
     """Simulate a dead process: stop claiming and heartbeating, release nothing."""
     assert engine._worker is not None
     await engine._worker.stop()
-    await engine._worker.stop_heartbeats()
+    await engine._heartbeats.stop()
 
 
 async def test_two_engines_share_40_runs_and_every_step_runs_exactly_once(env: Env) -> None:
