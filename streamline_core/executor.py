@@ -83,13 +83,24 @@ class Executor:
     # --- commits -------------------------------------------------------------------
 
     async def commit(
-        self, state: RunState, build: Callable[[WorkflowRun], Patch | None]
+        self,
+        state: RunState,
+        build: Callable[[WorkflowRun], Patch | None],
+        step_id: str | None = None,
     ) -> WorkflowRun:
-        """Write ``build(current run)`` with CAS + fencing; re-read and rebuild on conflict."""
+        """Write ``build(current run)`` with CAS + fencing; re-read and rebuild on conflict.
+
+        With ``step_id``, the write is the outcome of that step: it is dropped
+        if the run's cursor has moved away from it meanwhile (a rewind).
+        """
         eng = self.engine
         run = state.run
         backoff = 0.05
         while True:
+            if state.cancel_reason is not None:
+                raise _Dropped()  # cancelled, rewound or lost meanwhile: not ours to write
+            if step_id is not None and run.current_step_id != step_id:
+                raise _Dropped()
             patch = build(run)
             if patch is None:
                 raise _Dropped()
@@ -244,6 +255,7 @@ class Executor:
             run = await self.commit(
                 state,
                 lambda r: self._advance(r, idx, output=None, status=StepStatus.SKIPPED),
+                spec.step_id,
             )
             await eng._emit("step:skipped", run=run, step_id=spec.step_id)
             await eng._emit_if_ended(run)
@@ -298,6 +310,7 @@ class Executor:
             lambda r: self._advance(
                 r, idx, output=output, started_at=started_at, attempts=attempt, changes=changes
             ),
+            spec.step_id,
         )
         await eng._emit("step:completed", run=run, step_id=spec.step_id, data=output)
         await eng._emit_if_ended(run)
@@ -388,7 +401,7 @@ class Executor:
                 context_changes=changes,
             )
 
-        run = await self.commit(state, build)
+        run = await self.commit(state, build, step_id)
         if consumed:
             await eng._emit("step:completed", run=run, step_id=step_id, data=consumed[0])
             await eng._emit_if_ended(run)
@@ -450,6 +463,7 @@ class Executor:
                     started_at=started_at,
                     attempts=attempt,
                 ),
+                spec.step_id,
             )
             data = {"attempt": attempt, "delay": delay, "next_attempt_at": until.isoformat()}
             await eng._emit(
@@ -479,6 +493,7 @@ class Executor:
                 attempts=attempt,
                 step_error=error,
             ),
+            spec.step_id,
         )
         await eng._emit_if_ended(run, error=exc)
         return False

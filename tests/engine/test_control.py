@@ -287,3 +287,51 @@ async def test_execute_on_a_client_engine_heartbeats_a_long_step(env: Env) -> No
     assert stored.lease.expires_at > env.clock.now()
     gate.set()
     assert (await executing).output == "done"
+
+
+class HoldStaleCommit:
+    """Holds the commit of the output "stale" until the test lets it through."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.holding = asyncio.Event()
+        self.go = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def transition(self, run_id: str, revision: int, patch: Any, owner: Any = None) -> Any:
+        if any(isinstance(v, dict) and v.get("output") == "stale" for v in patch.values()):
+            self.holding.set()
+            await self.go.wait()
+        return await self.inner.transition(run_id, revision, patch, owner)
+
+
+async def test_a_rewind_during_a_commit_never_lands_the_old_result(env: Env) -> None:
+    calls: list[str] = []
+
+    async def a(ctx: StepContext) -> str:
+        calls.append("a")
+        return "a"
+
+    async def b(ctx: StepContext) -> str:
+        calls.append("b")
+        return "stale" if calls.count("b") == 1 else "fresh"
+
+    store = HoldStaleCommit(env.store)
+    async with env.engine(store=store) as engine:
+        wf = engine.workflow("rewind-race", steps={"a": a, "b": b})
+        run = await wf.start()
+        await asyncio.wait_for(store.holding.wait(), 5)  # b's "stale" commit is in flight
+        rewinding = asyncio.ensure_future(wf.rewind_to(run.id, "a"))
+        for _ in range(1000):  # until the rewind has landed in the store
+            stored = await env.store.get(run.id)
+            if stored is not None and stored.current_step_id == "a":
+                break
+            await asyncio.sleep(0.001)
+        store.go.set()  # now the stale commit meets the rewound run
+        await rewinding
+        done = await wf.wait_for(run.id, timeout=10)
+    assert done.status == RunStatus.DONE
+    assert done.steps[1].output == "fresh"
+    assert calls == ["a", "b", "a", "b"]
