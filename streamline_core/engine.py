@@ -753,10 +753,17 @@ class Engine:
                     f"idempotency key {current.idempotency_key!r}",
                     run_id=run_id,
                 )
+        if current.step_index(step_id) < 0:
+            raise StepNotFoundError(
+                f"run {run_id!r} has no step {step_id!r}", run_id=run_id, step_id=step_id
+            )
+        # Stop a local execution first, so its result (even one already on its
+        # way to the store) is never written onto the rewound run.
         state = self._inflight.get(run_id)
-        run = await self._cas(run_id, workflow_id, build)
         if state is not None:
             state.interrupt("rewound")
+        run = await self._cas(run_id, workflow_id, build)
+        if state is not None:
             await state.done.wait()
         await self._after_client_write(run)
         return run
