@@ -129,7 +129,8 @@ def run(
     ] = True,
 ) -> None:
     """Run every Store contract clause and the state machine for HARNESS."""
-    console = Console()
+    # Logs of CI jobs are no terminal: keep rows readable instead of 80 columns wide.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     errors = Console(stderr=True)
     try:
         harness_class = load_harness(harness)
