@@ -130,7 +130,8 @@ def run(
 ) -> None:
     """Run every Store contract clause and the state machine for HARNESS."""
     # Logs of CI jobs are no terminal: keep rows readable instead of 80 columns wide.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    console = Console() if wide else Console(width=160)
     errors = Console(stderr=True)
     try:
         harness_class = load_harness(harness)
