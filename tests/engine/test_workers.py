@@ -18,6 +18,30 @@ async def crash(engine: Engine) -> None:
     await engine._heartbeats.stop()
 
 
+class StuckStep:
+    """A step that runs until cancelled; records when (fake time) and if ctx.signal was set."""
+
+    def __init__(self, env: Env) -> None:
+        self.env = env
+        self.t0 = env.clock.now()
+        self.started = asyncio.Event()
+        self.stopped: list[tuple[float, bool]] = []
+
+    async def __call__(self, ctx: StepContext) -> None:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            elapsed = (self.env.clock.now() - self.t0).total_seconds()
+            self.stopped.append((elapsed, ctx.signal.is_set()))
+            raise
+
+    async def start(self, engine: Engine, name: str) -> None:
+        await engine.start()
+        await engine.workflow(name, steps={"long": self}).start()
+        await asyncio.wait_for(self.started.wait(), 5)
+
+
 async def test_two_engines_share_40_runs_and_every_step_runs_exactly_once(env: Env) -> None:
     executions: Counter[tuple[str, str]] = Counter()
     workers: Counter[str] = Counter()
@@ -140,28 +164,14 @@ class HeartbeatOutage:
 
 
 async def test_losing_the_lease_cancels_the_step_and_sets_the_signal(env: Env) -> None:
-    seen: list[bool] = []
-    started = asyncio.Event()
-
-    async def long(ctx: StepContext) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append(ctx.signal.is_set())
-            raise
-
-    engine = env.engine(store=HeartbeatOutage(env.store), lease=30)
-    await engine.start()
-    wf = engine.workflow("long", steps={"long": long})
-    await wf.start()
-    await asyncio.wait_for(started.wait(), 5)
+    step = StuckStep(env)
+    await step.start(env.engine(store=HeartbeatOutage(env.store), lease=30), "long")
     await env.clock.advance(20)
     await env.settle()
-    assert seen == []
+    assert step.stopped == []
     await env.clock.advance(10)
     await env.settle()
-    assert seen == [True]  # by the lease's expiry on its own clock
+    assert step.stopped == [(30.0, True)]  # by the lease's expiry on its own clock
 
 
 async def test_heartbeats_keep_a_long_step_owned(env: Env) -> None:
@@ -264,26 +274,13 @@ async def test_workers_claim_only_the_versions_they_registered(env: Env) -> None
 
 
 async def test_consecutive_heartbeat_failures_stop_the_step_before_expiry(env: Env) -> None:
-    seen: list[float] = []
-    started = asyncio.Event()
-    t0 = env.clock.now()
-
-    async def long(ctx: StepContext) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append((env.clock.now() - t0).total_seconds())
-            raise
-
+    step = StuckStep(env)
     engine = env.engine(store=HeartbeatOutage(env.store), lease=30, max_heartbeat_failures=1)
-    await engine.start()
-    wf = engine.workflow("hb1", steps={"long": long})
-    await wf.start()
-    await asyncio.wait_for(started.wait(), 5)
+    await step.start(engine, "hb1")
     await env.clock.advance(10)
     await env.settle()
-    assert seen == [10.0]  # the first failed heartbeat (lease/3), well before the 30 s expiry
+    # the first failed heartbeat (lease/3), well before the 30 s expiry
+    assert step.stopped == [(10.0, True)]
 
 
 class HeartbeatHangs:
@@ -300,26 +297,11 @@ class HeartbeatHangs:
 
 
 async def test_a_heartbeat_that_never_answers_stops_the_step_at_lease_expiry(env: Env) -> None:
-    seen: list[float] = []
-    started = asyncio.Event()
-    t0 = env.clock.now()
-
-    async def long(ctx: StepContext) -> None:
-        started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            seen.append((env.clock.now() - t0).total_seconds())
-            raise
-
-    engine = env.engine(store=HeartbeatHangs(env.store), lease=30)
-    await engine.start()
-    wf = engine.workflow("hang", steps={"long": long})
-    await wf.start()
-    await asyncio.wait_for(started.wait(), 5)
+    step = StuckStep(env)
+    await step.start(env.engine(store=HeartbeatHangs(env.store), lease=30), "hang")
     await env.clock.advance(29)
     await env.settle()
-    assert seen == []
+    assert step.stopped == []
     await env.clock.advance(1)
     await env.settle()
-    assert seen == [30.0]
+    assert step.stopped == [(30.0, True)]
