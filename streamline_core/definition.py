@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 from streamline_core.errors import ValidationError
 
@@ -179,7 +179,7 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
         retries=retries,
         timeout=timeout,
         retry_delay=retry_delay,
-        retry_backoff=backoff if isinstance(backoff, str) else float(backoff),  # type: ignore[arg-type]
+        retry_backoff=cast(Backoff, backoff if isinstance(backoff, str) else float(backoff)),
         skip_if=value.skip_if,
         is_async=is_async,
     )

@@ -43,6 +43,7 @@ from streamline_core.executor import Executor, RunState
 from streamline_core.heartbeats import Heartbeats
 from streamline_core.run import (
     ACTIVE_STATUSES,
+    Lease,
     RunError,
     RunStatus,
     StepState,
@@ -52,7 +53,7 @@ from streamline_core.run import (
 )
 from streamline_core.runs import Runs
 from streamline_core.stats import EngineStats
-from streamline_core.store import Store
+from streamline_core.store import RunQuery, Store
 from streamline_core.webhooks import hash_token
 from streamline_core.worker import Worker
 from streamline_core.workflow import Workflow
@@ -159,7 +160,6 @@ class Engine:
         self._watchers: dict[str, list[asyncio.Future[None]]] = {}
         self._executor = Executor(self)
         self.counters = EngineStats()
-        self._unknown_reported: set[tuple[str, str]] = set()
         self._worker: Worker | None = None
         self._heartbeats = Heartbeats(self)
         self.stopping = False
@@ -542,7 +542,7 @@ class Engine:
             input=stored_input,
             next_run_at=due,
             priority=priority,
-            lease=P.lease_value(self.worker_id, now, self.lease) if local else None,  # type: ignore[arg-type]
+            lease=Lease(**P.lease_value(self.worker_id, now, self.lease)) if local else None,
             idempotency_key=idempotency_key,
             meta=stored_meta,
             created_at=now,
@@ -736,8 +736,6 @@ class Engine:
 
         current = await self._require(run_id, workflow_id)
         if current.is_terminal and current.idempotency_key is not None:
-            from streamline_core.store import RunQuery
-
             holders = await self._io.find(
                 RunQuery(
                     workflow_id=current.workflow_id,
@@ -788,8 +786,6 @@ class Engine:
             raise ValidationError(f"event data is not JSON-compatible: {exc}") from None
         if run_id is not None:
             return await self._deliver_targeted(run_id, name, stored)
-        from streamline_core.store import RunQuery
-
         resumed = 0
         cursor: str | None = None
         while True:
@@ -959,19 +955,17 @@ class Engine:
                 await self._dead_letter(run)
                 continue
             if self._workflow_for(run) is None:
-                # Left leased until the lease expires (no spinning on it), reported once.
-                key = (run.workflow_id, run.workflow_version)
-                if key not in self._unknown_reported:
-                    self._unknown_reported.add(key)
-                    await self._emit(
-                        "engine:error",
-                        run=run,
-                        error=WorkflowNotFoundError(
-                            f"run {run.id!r} needs workflow {run.workflow_id!r} version "
-                            f"{run.workflow_version!r}, which this worker does not have",
-                            run_id=run.id,
-                        ),
-                    )
+                # Only a store ignoring claim's versions gets here; the run stays
+                # leased until the lease expires, so nobody spins on it.
+                await self._emit(
+                    "engine:error",
+                    run=run,
+                    error=WorkflowNotFoundError(
+                        f"run {run.id!r} needs workflow {run.workflow_id!r} version "
+                        f"{run.workflow_version!r}, which this worker does not have",
+                        run_id=run.id,
+                    ),
+                )
                 continue
             idx = run.step_index(run.current_step_id) if run.current_step_id else -1
             if (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeAlias
 
@@ -68,7 +68,6 @@ class Event:
     error: BaseException | None = None
     at: datetime | None = None
     workflow_id: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 EventHandler: TypeAlias = Callable[[Event], Awaitable[None] | None]

@@ -58,6 +58,7 @@ class RunState:
     in_handler: bool = False
     cancel_reason: str | None = None
     heartbeat_failures: int = 0
+
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     def interrupt(self, reason: str) -> None:

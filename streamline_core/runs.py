@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from streamline_core.errors import ValidationError
 from streamline_core.run import TERMINAL_STATUSES, RunPage, RunStatus, WorkflowRun
@@ -66,7 +66,7 @@ class Runs:
         for name, dt in (("created_after", created_after), ("created_before", created_before)):
             if dt is not None and dt.tzinfo is None:
                 raise ValidationError(f"{name} must be timezone-aware")
-        sort_key: SortKey = sort  # type: ignore[assignment]
+        sort_key = cast(SortKey, sort)
         return RunQuery(
             workflow_id=workflow_id,
             status=_statuses(status),

@@ -12,6 +12,8 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from streamline_core.defaults import default_engine
+
 if TYPE_CHECKING:
     from streamline_core.context import StepContext
     from streamline_core.engine import Engine
@@ -87,8 +89,6 @@ async def resume_hook(
             already used; nothing changes.
     """
     if engine is None:
-        from streamline_core.defaults import default_engine
-
         engine = default_engine()
     run = await engine._resume_by_hook(token, payload)
     return HookResumeResult(run_id=run.id, run=run)
