@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,8 +12,18 @@ import pydantic
 
 from streamline_core.errors import DataCorruptionError
 from streamline_core.run import WorkflowRun, run_from_document
+from streamline_core.store import UNSET
 
-__all__ = ["COLUMNS", "columns", "encode_doc", "load_run", "micros"]
+__all__ = [
+    "COLUMNS",
+    "ENCODER",
+    "columns",
+    "encode_doc",
+    "load_run",
+    "micros",
+    "stored_values",
+    "update_columns",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -51,27 +63,58 @@ def _micros_or_none(value: datetime | None) -> int | None:
     return None if value is None else micros(value)
 
 
+def _lease_owner(run: WorkflowRun) -> str | None:
+    return None if run.lease is None else run.lease.owner
+
+
+def _lease_expires(run: WorkflowRun) -> int | None:
+    return None if run.lease is None else micros(run.lease.expires_at)
+
+
+def _wait_event(run: WorkflowRun) -> str | None:
+    wait = run.wait
+    return wait.event if wait is not None and wait.kind == "event" else None
+
+
+def _hook(run: WorkflowRun) -> str | None:
+    return None if run.wait is None else run.wait.hook_token_hash
+
+
+# (run field it derives from, how), in COLUMNS order.
+_DERIVED: tuple[tuple[str, Callable[[WorkflowRun], Any]], ...] = (
+    ("workflow_id", lambda run: run.workflow_id),
+    ("tenant_id", lambda run: run.tenant_id),
+    ("status", lambda run: run.status.value),
+    ("paused", lambda run: 1 if run.paused else 0),
+    ("next_run_at", lambda run: _micros_or_none(run.next_run_at)),
+    ("priority", lambda run: run.priority),
+    ("lease", _lease_owner),
+    ("lease", _lease_expires),
+    ("revision", lambda run: run.revision),
+    ("idempotency_key", lambda run: run.idempotency_key),
+    ("created_at", lambda run: micros(run.created_at)),
+    ("updated_at", lambda run: micros(run.updated_at)),
+    ("ended_at", lambda run: _micros_or_none(run.ended_at)),
+    ("wait", _wait_event),
+    ("wait", _hook),
+)
+_BY_FIELD: dict[str, tuple[int, ...]] = {}
+for _index, (_field, _) in enumerate(_DERIVED):
+    _BY_FIELD[_field] = (*_BY_FIELD.get(_field, ()), _index)
+
+
 def columns(run: WorkflowRun) -> tuple[Any, ...]:
     """The column values of ``run``, in :data:`COLUMNS` order."""
-    lease = run.lease
-    wait = run.wait
-    return (
-        run.workflow_id,
-        run.tenant_id,
-        run.status.value,
-        1 if run.paused else 0,
-        _micros_or_none(run.next_run_at),
-        run.priority,
-        None if lease is None else lease.owner,
-        None if lease is None else micros(lease.expires_at),
-        run.revision,
-        run.idempotency_key,
-        micros(run.created_at),
-        micros(run.updated_at),
-        _micros_or_none(run.ended_at),
-        wait.event if wait is not None and wait.kind == "event" else None,
-        None if wait is None else wait.hook_token_hash,
-    )
+    return tuple(derive(run) for _, derive in _DERIVED)
+
+
+def update_columns(old: Sequence[Any], run: WorkflowRun, fields: Iterable[str]) -> tuple[Any, ...]:
+    """``old`` column values with those derived from ``fields`` recomputed from ``run``."""
+    new = list(old)
+    for name in fields:
+        for index in _BY_FIELD.get(name, ()):
+            new[index] = _DERIVED[index][1](run)
+    return tuple(new)
 
 
 def _json_default(value: object) -> str:
@@ -82,7 +125,7 @@ def _json_default(value: object) -> str:
 
 # allow_nan=False: NaN is not JSON, and SQLite's json_set would reject the
 # whole document later, poisoning every claim that touches it.
-_ENCODER = json.JSONEncoder(default=_json_default, allow_nan=False, separators=(",", ":"))
+ENCODER = json.JSONEncoder(default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
 def encode_doc(doc: dict[str, Any], run_id: str) -> str:
@@ -95,7 +138,62 @@ def encode_doc(doc: dict[str, Any], run_id: str) -> str:
             an arbitrary object): writing it would corrupt the run.
     """
     try:
-        return _ENCODER.encode(doc)
+        return ENCODER.encode(doc)
+    except (TypeError, ValueError) as exc:
+        raise DataCorruptionError(
+            f"run {run_id!r} cannot be stored as JSON: {exc}", run_id=run_id
+        ) from None
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _stored(value: Any, path: str) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            if type(key) is not str:
+                if not isinstance(key, str):
+                    raise TypeError(f"keys must be str, not {type(key).__name__} at {path}")
+                key = str.__str__(key)
+            out[key] = _stored(item, f"{path}.{key}")
+        return out
+    if kind is list or kind is tuple:
+        return [_stored(item, f"{path}.{i}") for i, item in enumerate(value)]
+    if kind is datetime:
+        return value.isoformat()
+    if kind is float or isinstance(value, float):
+        if math.isfinite(value):
+            return float(value)
+        raise ValueError(f"out of range float value {value!r} at {path}")
+    if isinstance(value, str):  # a StrEnum status, any str subclass: its text
+        return str.__str__(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{kind.__name__} at {path} is not JSON-compatible")
+
+
+def stored_values(patch: Mapping[str, Any], run_id: str) -> dict[str, Any]:
+    """``patch`` with each value as a JSON store would give it back.
+
+    Datetimes become their ISO text (as :func:`encode_doc` writes them),
+    tuples lists, ``str``/``int`` subclasses (statuses) plain values, so a run
+    validated from a patched document equals the run read back later. The
+    result shares nothing with ``patch``.
+
+    Raises:
+        DataCorruptionError: A value JSON cannot hold (a NaN, a set, an
+            arbitrary object, a non-string key): writing it would corrupt the run.
+    """
+    try:
+        return {
+            path: value if value is UNSET else _stored(value, path) for path, value in patch.items()
+        }
     except (TypeError, ValueError) as exc:
         raise DataCorruptionError(
             f"run {run_id!r} cannot be stored as JSON: {exc}", run_id=run_id

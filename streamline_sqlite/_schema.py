@@ -132,7 +132,15 @@ def connect(
     """
     # isolation_level=None: the store issues BEGIN/COMMIT itself, and a
     # statement outside them is its own (read) transaction.
-    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, cached_statements=256)
+    conn = sqlite3.connect(
+        path,
+        timeout=busy_timeout,
+        isolation_level=None,
+        cached_statements=256,
+        # The writer's connection is also used on the event loop's thread
+        # (inline commits), never at the same time as on its own.
+        check_same_thread=not writer,
+    )
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if writer:

@@ -25,7 +25,7 @@ from streamline_core.errors import (
     WorkflowError,
     WorkflowNotFoundError,
 )
-from streamline_core.run import RunStatus, StepState, WorkflowRun
+from streamline_core.run import RunStatus, StepState, StepStatus, WorkflowRun
 from streamline_core.store import UNSET, RunQuery, Store
 from streamline_sqlite import SQLiteStore, from_url
 from streamline_sqlite import store as store_module
@@ -500,7 +500,7 @@ async def _hold_writer(store: SQLiteStore) -> tuple[threading.Event, asyncio.Tas
         entered.set()
         release.wait(10)
 
-    task = asyncio.create_task(store._writer.run(block))
+    task = asyncio.create_task(store._writer.run(block, inline=False))
     while not entered.is_set():
         await asyncio.sleep(0.001)
     return release, task
@@ -565,6 +565,74 @@ def test_a_lost_transaction_fails_every_write_of_its_batch(db: str) -> None:
         assert await store.get(a.id) == a and await store.get(b.id) == b
         # The store carries on.
         assert (await store.transition(a.id, 0, {"context.x": 2})).context == {"x": 2}
+
+    run_with_store(db, scenario)
+
+
+def test_a_lone_write_commits_inline_and_concurrent_writes_share_the_thread(db: str) -> None:
+    async def scenario(store: SQLiteStore) -> None:
+        writer = store._writer
+        runs = [(await store.create(make_run()))[0] for _ in range(20)]
+        inline, batches = writer.inline_batches, writer.batches
+        moved = await store.transition(runs[0].id, 0, {"context.x": 1})
+        assert (writer.inline_batches, writer.batches) == (inline + 1, batches + 1)
+        assert await store.get(runs[0].id) == moved
+        # Writes issued in one loop iteration travel together: one transaction.
+        inline, batches = writer.inline_batches, writer.batches
+        await asyncio.gather(*(store.transition(r.id, 0, {"context.y": 2}) for r in runs[1:]))
+        assert (writer.inline_batches, writer.batches) == (inline, batches + 1)
+
+    run_with_store(db, scenario)
+
+
+def test_another_process_lock_never_blocks_the_event_loop(db: str) -> None:
+    async def scenario() -> None:
+        store = SQLiteStore(db, busy_timeout=5)
+        run, _ = await store.create(make_run())
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        ticks = 0
+        try:
+            write = asyncio.create_task(store.transition(run.id, 0, {"context.x": 1}))
+            while ticks < 20:  # the loop keeps turning while the write waits
+                await asyncio.sleep(0.001)
+                ticks += 1
+            assert not write.done()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert (await write).context == {"x": 1}
+        await store.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_transition_returns_exactly_what_a_later_read_sees(db: str) -> None:
+    async def scenario(store: SQLiteStore) -> None:
+        run, _ = await store.create(make_run(steps=[{"step_id": "a"}]))
+        at = datetime(2030, 5, 1, 12, 0, 0, 250000, tzinfo=timezone(timedelta(hours=2)))
+        patch = {
+            "context.when": at,  # JSON data: stored as its ISO text
+            "context.pair": (1, 2.5),
+            "context.status": RunStatus.WAITING,
+            "context.nested": {"a": [None, True, "x"]},
+            "meta.big": 2**70,
+            "updated_at": at,
+            "steps.0.status": StepStatus.DONE,
+        }
+        moved = await store.transition(run.id, 0, patch)
+        assert moved == await store.get(run.id)
+        assert moved.context == {
+            "when": at.isoformat(),
+            "pair": [1, 2.5],
+            "status": "waiting",
+            "nested": {"a": [None, True, "x"]},
+        }
+        assert moved.updated_at == at and moved.steps[0].status == StepStatus.DONE
+        for bad in (float("nan"), {1, 2}, object(), {1: "x"}):
+            with pytest.raises(DataCorruptionError, match="cannot be stored as JSON"):
+                await store.transition(run.id, 1, {"context.bad": bad})
+        assert await store.get(run.id) == moved
 
     run_with_store(db, scenario)
 
