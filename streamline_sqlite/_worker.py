@@ -6,23 +6,25 @@ transaction has committed).
 
 The reader runs jobs one by one in autocommit mode, on its thread.
 
-The writer batches (group commit). A write is not handed over at once: it
-waits for the end of the event loop's current iteration, so that every write
-the loop's ready tasks produce in that iteration travels together, as one
-queue item and one thread wake-up. Then:
+The writer batches (group commit). A write is not run at once: it waits for
+the end of the event loop's current iteration, so that every write the
+loop's ready tasks produce in that iteration forms one batch, committed in
+one ``BEGIN IMMEDIATE … COMMIT``:
 
-* several writes, or a writer thread already busy: the batch goes to the
-  thread, which runs everything it finds queued in one ``BEGIN IMMEDIATE …
-  COMMIT`` and settles the futures through ``loop.call_soon_threadsafe`` (one
-  call per loop per batch) only after COMMIT has returned;
-* one write and an idle thread (sequential work, low load): it commits right
-  there on the loop's thread, in the same kind of transaction. Handing a lone
-  write to the thread and back costs two thread wake-ups, about 100 µs on a
-  2-core VM, half as much again as the fsync; inline it costs none. The loop
-  is blocked for that one commit (a couple of hundred µs, the GIL released
-  during the fsync) — but never for another process's lock: the connection
-  has no busy timeout, so a locked database makes the inline attempt give up
-  at once and the write goes to the thread, which waits out the lock there.
+* inline, on the loop's thread, when the writer thread is idle — the usual
+  case. Handing a batch to the thread and back costs two thread wake-ups,
+  about 100 µs of wall time and 85 µs of CPU on a 2-core VM, more than half
+  the fsync it would overlap; and the Python part of a write holds the GIL
+  on either thread, so the loop gains nothing else by handing it over. The
+  loop is blocked for the commit (the GIL is released during the fsync),
+  but never for another process's lock: the connection has no busy
+  timeout, so a locked database makes the inline attempt give up at once;
+* on the thread otherwise: when another process holds the write lock (the
+  thread waits it out, up to ``busy_timeout``), while the thread is still
+  busy with an earlier batch, or for a batch of more than ``MAX_BATCH``.
+  The thread runs everything it finds queued in one transaction and
+  settles the futures through ``loop.call_soon_threadsafe`` (one call per
+  loop per batch).
 
 Either way a caller is answered only after the COMMIT that holds its write.
 """
@@ -188,11 +190,15 @@ class Worker:
         return await future
 
     def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        """End of a loop iteration: commit a lone write inline, or hand the batch over."""
+        """End of a loop iteration: commit the batch inline, or hand it to the thread."""
         items = self._pending.pop(loop, None)
         if not items:
             return
-        if len(items) == 1 and items[0].inline and self._commit_inline(items[0]):
+        if (
+            len(items) <= MAX_BATCH
+            and all(item.inline for item in items)
+            and self._commit_inline(items)
+        ):
             return
         self._enqueue(items)
 
@@ -205,23 +211,21 @@ class Worker:
         closed = StoreUnavailableError("SQLiteStore is closed")
         self._deliver([(item, None, closed) for item in items])
 
-    def _commit_inline(self, item: _Item) -> bool:
-        """Commit ``item`` on this thread if the connection is free; False to queue it."""
+    def _commit_inline(self, items: list[_Item]) -> bool:
+        """Commit ``items`` on this thread if the connection is free; False to queue them."""
         if self._closed or not self._queue.empty() or not self._in_use.acquire(blocking=False):
             return False
         try:
             conn = self._conn
             if conn is None:
                 return False
-            outcomes = self._run_transaction(conn, [item], wait=False)
+            outcomes = self._run_transaction(conn, items, wait=False)
             if outcomes is None:  # another connection holds the write lock
                 return False
             self.inline_batches += 1
         finally:
             self._in_use.release()
-        _, result, error = outcomes[0]
-        assert item.future is not None
-        _settle([(item.future, result, error)])
+        _settle([(item.future, result, error) for item, result, error in outcomes if item.future])
         return True
 
     def stop_nowait(self) -> None:

@@ -43,13 +43,13 @@ Group commit
     Cancelling an awaiting caller does not withdraw its write: once queued it
     commits or fails like any other.
 
-    Writes are handed over at the end of the event loop's iteration, so the
-    writes of every task the loop ran in that iteration form one batch. A
-    batch of one, with the writer thread idle, commits inline on the loop's
-    thread in the same kind of transaction — saving the two thread wake-ups
-    a hand-over costs, about a third of a sequential step — and never waits
-    for another process's lock there (the connection fails fast; the write
-    then goes to the thread, which waits out ``busy_timeout``).
+    Writes wait for the end of the event loop's iteration, so the writes of
+    every task the loop ran in that iteration form one batch. When the
+    writer thread is idle (the usual case) that batch commits inline on the
+    loop's thread, in the same kind of transaction, saving the two thread
+    wake-ups a hand-over costs — about a third of a sequential step — and it
+    never waits for another process's lock there: the connection fails fast
+    and the batch goes to the thread, which waits out ``busy_timeout``.
 
 Transitions
     A transition decodes the stored document (``pydantic_core.from_json``),

@@ -569,7 +569,7 @@ def test_a_lost_transaction_fails_every_write_of_its_batch(db: str) -> None:
     run_with_store(db, scenario)
 
 
-def test_a_lone_write_commits_inline_and_concurrent_writes_share_the_thread(db: str) -> None:
+def test_writes_of_one_loop_iteration_commit_together_inline(db: str) -> None:
     async def scenario(store: SQLiteStore) -> None:
         writer = store._writer
         runs = [(await store.create(make_run()))[0] for _ in range(20)]
@@ -580,7 +580,7 @@ def test_a_lone_write_commits_inline_and_concurrent_writes_share_the_thread(db: 
         # Writes issued in one loop iteration travel together: one transaction.
         inline, batches = writer.inline_batches, writer.batches
         await asyncio.gather(*(store.transition(r.id, 0, {"context.y": 2}) for r in runs[1:]))
-        assert (writer.inline_batches, writer.batches) == (inline, batches + 1)
+        assert (writer.inline_batches, writer.batches) == (inline + 1, batches + 1)
 
     run_with_store(db, scenario)
 
