@@ -50,15 +50,19 @@ def complete_step(
     releases it, a value hands it to a local worker).
     """
     prev = run.steps[idx]
+    # The document of a finished StepState, built directly: this runs once
+    # per step, and a model round trip would cost more than the rest.
     patch: dict[str, Any] = {
-        f"steps.{idx}": StepState(
-            step_id=prev.step_id,
-            status=status,
-            attempts=prev.attempts if attempts is None else attempts,
-            started_at=started_at or prev.started_at or now,
-            ended_at=now,
-            output=output,
-        ).model_dump(),
+        f"steps.{idx}": {
+            "step_id": prev.step_id,
+            "status": status,
+            "attempts": prev.attempts if attempts is None else attempts,
+            "started_at": started_at or prev.started_at or now,
+            "ended_at": now,
+            "output": output,
+            "error": None,
+            "wait": None,
+        },
         "updated_at": now,
     }
     _context(patch, context_changes)

@@ -270,7 +270,7 @@ class Engine:
         error: BaseException | None = None,
         workflow_id: str | None = None,
     ) -> None:
-        if self._bus.empty and not self.plugins.observers:
+        if not self.plugins.observers and not self._bus.wants(name):
             if name in ("engine:error", "scheduler:error") and error is not None:
                 log.warning("%s: %s", name, error)
             return

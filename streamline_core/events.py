@@ -109,6 +109,10 @@ class EventBus:
         """True when nobody listens."""
         return not any(self._handlers.values())
 
+    def wants(self, name: str) -> bool:
+        """Whether anyone listens to ``name`` (directly or through ``"*"``)."""
+        return bool(self._handlers.get(name) or self._handlers.get("*"))
+
     @hookimpl
     async def streamline_event(self, event: Event) -> None:
         """Deliver ``event`` to its subscribers; a failing handler is logged, never raised."""

@@ -276,13 +276,17 @@ _IMMUTABLE = frozenset({str, int, float, bool, type(None), datetime})
 _IMMUTABLE_TYPES = (str, int, float, datetime, Enum)  # and their subclasses (StrEnum statuses)
 
 
-def apply_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+def apply_patch(
+    doc: dict[str, Any], patch: Mapping[str, Any], *, copy_values: bool = True
+) -> dict[str, Any]:
     """Apply ``patch`` to ``doc`` in place (and return it), for whole-document stores.
 
     Values are deep-copied so the caller's patch never aliases the stored
-    document. Raises ``KeyError``/``IndexError`` for a path that does not
-    exist (a list index past the end, a missing intermediate key).
+    document (``copy_values=False`` when the caller built them fresh). Raises
+    ``KeyError``/``IndexError`` for a path that does not exist (a list index
+    past the end, a missing intermediate key).
     """
+    clone = clone_document if copy_values else _same
     for path, value in patch.items():
         parts = path.split(".")
         target: Any = doc
@@ -292,12 +296,16 @@ def apply_patch(doc: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]
         if isinstance(target, list):
             if value is UNSET:
                 raise KeyError(f"cannot unset list element {path!r}")
-            target[int(last)] = clone_document(value)
+            target[int(last)] = clone(value)
         elif value is UNSET:
             target.pop(last, None)
         else:
-            target[last] = clone_document(value)
+            target[last] = clone(value)
     return doc
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def sort_key(query: RunQuery) -> tuple[str, bool]:

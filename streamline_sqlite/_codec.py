@@ -148,7 +148,16 @@ def encode_doc(doc: dict[str, Any], run_id: str) -> str:
 _SCALARS = frozenset({str, int, bool, type(None)})
 
 
-def _stored(value: Any, path: str) -> Any:
+class _Unstorable(Exception):
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        self.what = what
+        self.path: list[str] = []
+
+
+def _stored(value: Any) -> Any:
+    # The path of a bad value is assembled while unwinding, so the common
+    # case builds no strings.
     kind = type(value)
     if kind in _SCALARS:
         return value
@@ -157,25 +166,36 @@ def _stored(value: Any, path: str) -> Any:
         for key, item in value.items():
             if type(key) is not str:
                 if not isinstance(key, str):
-                    raise TypeError(f"keys must be str, not {type(key).__name__} at {path}")
+                    raise _Unstorable(f"a {type(key).__name__} key")
                 key = str.__str__(key)
-            out[key] = _stored(item, f"{path}.{key}")
+            try:
+                out[key] = _stored(item)
+            except _Unstorable as exc:
+                exc.path.append(key)
+                raise
         return out
     if kind is list or kind is tuple:
-        return [_stored(item, f"{path}.{i}") for i, item in enumerate(value)]
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(_stored(item))
+            except _Unstorable as exc:
+                exc.path.append(str(index))
+                raise
+        return items
     if kind is datetime:
         return value.isoformat()
-    if kind is float or isinstance(value, float):
+    if isinstance(value, float):
         if math.isfinite(value):
             return float(value)
-        raise ValueError(f"out of range float value {value!r} at {path}")
+        raise _Unstorable(f"the float {value!r}")
     if isinstance(value, str):  # a StrEnum status, any str subclass: its text
         return str.__str__(value)
     if isinstance(value, int):
         return int(value)
     if isinstance(value, datetime):
         return value.isoformat()
-    raise TypeError(f"{kind.__name__} at {path} is not JSON-compatible")
+    raise _Unstorable(f"a {kind.__name__}")
 
 
 def stored_values(patch: Mapping[str, Any], run_id: str) -> dict[str, Any]:
@@ -190,14 +210,17 @@ def stored_values(patch: Mapping[str, Any], run_id: str) -> dict[str, Any]:
         DataCorruptionError: A value JSON cannot hold (a NaN, a set, an
             arbitrary object, a non-string key): writing it would corrupt the run.
     """
-    try:
-        return {
-            path: value if value is UNSET else _stored(value, path) for path, value in patch.items()
-        }
-    except (TypeError, ValueError) as exc:
-        raise DataCorruptionError(
-            f"run {run_id!r} cannot be stored as JSON: {exc}", run_id=run_id
-        ) from None
+    out: dict[str, Any] = {}
+    for path, value in patch.items():
+        try:
+            out[path] = value if value is UNSET else _stored(value)
+        except _Unstorable as exc:
+            where = ".".join([path, *reversed(exc.path)])
+            raise DataCorruptionError(
+                f"run {run_id!r} cannot be stored as JSON: {exc.what} at {where!r}",
+                run_id=run_id,
+            ) from None
+    return out
 
 
 def load_run(text: str | bytes) -> WorkflowRun:

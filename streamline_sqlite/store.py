@@ -440,7 +440,7 @@ class SQLiteStore:
                 raise _corrupt_json(run_id) from None
             if not isinstance(doc, dict):
                 raise _corrupt_json(run_id)
-            apply_patch(doc, values)
+            apply_patch(doc, values, copy_values=False)  # stored_values built them fresh
             doc["revision"] = expected_revision + 1
             run = run_from_document(doc)  # refuse a patch that would corrupt the run
             new_text = run.model_dump_json()
