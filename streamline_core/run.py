@@ -91,7 +91,11 @@ def _aware(value: datetime | None) -> datetime | None:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore", validate_assignment=False)
+    # NaN/Infinity serialise as JSON's non-standard constants, never as a
+    # silent null: a store that writes JSON sees them and refuses the value.
+    model_config = ConfigDict(
+        extra="ignore", validate_assignment=False, ser_json_inf_nan="constants"
+    )
 
 
 class WaitState(_Model):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pydantic
+import pydantic_core
 
 from streamline_core.errors import DataCorruptionError
 from streamline_core.run import WorkflowRun, run_from_document
@@ -19,6 +20,7 @@ __all__ = [
     "ENCODER",
     "columns",
     "encode_doc",
+    "encode_run",
     "load_run",
     "micros",
     "stored_values",
@@ -221,6 +223,30 @@ def stored_values(patch: Mapping[str, Any], run_id: str) -> dict[str, Any]:
                 run_id=run_id,
             ) from None
     return out
+
+
+def encode_run(run: WorkflowRun) -> str:
+    """``run`` as the compact JSON text a row holds.
+
+    ``None`` fields are left out: ``None`` is every optional field's default,
+    so nothing is lost, and the row is a third smaller (fewer WAL bytes,
+    faster to decode).
+
+    Raises:
+        DataCorruptionError: A value cannot be stored as JSON (a NaN, an
+            arbitrary object): writing it would corrupt the run.
+    """
+    try:
+        text = run.model_dump_json(exclude_none=True)
+    except pydantic_core.PydanticSerializationError as exc:
+        raise DataCorruptionError(
+            f"run {run.id!r} cannot be stored as JSON: {exc}", run_id=run.id
+        ) from None
+    if "NaN" in text or "Infinity" in text:
+        # Maybe only inside a string; the exact encoder decides (and refuses
+        # the non-finite floats JSON cannot hold).
+        return encode_doc(run.model_dump(exclude_none=True), run.id)
+    return text
 
 
 def load_run(text: str | bytes) -> WorkflowRun:

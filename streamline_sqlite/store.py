@@ -99,13 +99,12 @@ from streamline_core.run import (
     WorkflowRun,
     encode_cursor,
     run_from_document,
-    run_to_document,
 )
 from streamline_core.store import RunQuery, WorkflowFilter, apply_patch, sort_key
 from streamline_sqlite._codec import (
     COLUMNS,
     columns,
-    encode_doc,
+    encode_run,
     load_run,
     micros,
     stored_values,
@@ -316,8 +315,8 @@ class SQLiteStore:
         Raises:
             ConflictError: A run with this id exists.
         """
-        text = encode_doc(run_to_document(run), run.id)
-        stored = load_run(text)
+        text = encode_run(run)
+        stored = load_run(text)  # as a later read will see it
         row = (stored.id, *columns(stored), text)
         key = stored.idempotency_key
         by_key = (
@@ -334,9 +333,12 @@ class SQLiteStore:
                 found = conn.execute(_ACTIVE_BY_KEY, by_key).fetchone()
                 if found is not None:
                     return load_run(found[0]), False
-            if conn.execute("SELECT 1 FROM runs WHERE id = ?", (stored.id,)).fetchone():
-                raise ConflictError(f"run {stored.id!r} already exists", run_id=stored.id)
-            conn.execute(_INSERT, row)
+            try:
+                conn.execute(_INSERT, row)
+            except sqlite3.IntegrityError:
+                # The primary key is the only unique constraint; SQLite undid
+                # the failed INSERT alone.
+                raise ConflictError(f"run {stored.id!r} already exists", run_id=stored.id) from None
             return stored, True
 
         return await self._writer.run(op)
@@ -443,9 +445,7 @@ class SQLiteStore:
             apply_patch(doc, values, copy_values=False)  # stored_values built them fresh
             doc["revision"] = expected_revision + 1
             run = run_from_document(doc)  # refuse a patch that would corrupt the run
-            # None is every optional field's default, so leaving it out loses
-            # nothing and makes the row a third smaller (fewer WAL bytes).
-            new_text = run.model_dump_json(exclude_none=True)
+            new_text = encode_run(run)
             new = update_columns(old, run, _touched(values))
             changed = tuple(i for i, value in enumerate(new) if value != old[i])
             params = (*(new[i] for i in changed), new_text, run_id, expected_revision)

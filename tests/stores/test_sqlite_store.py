@@ -633,6 +633,12 @@ def test_a_transition_returns_exactly_what_a_later_read_sees(db: str) -> None:
             with pytest.raises(DataCorruptionError, match="cannot be stored as JSON"):
                 await store.transition(run.id, 1, {"context.bad": bad})
         assert await store.get(run.id) == moved
+        # create: NaN refused, the text "NaN" kept, the run equal to a later read
+        with pytest.raises(DataCorruptionError, match="cannot be stored as JSON"):
+            await store.create(make_run(input={"x": float("inf")}))
+        named, _ = await store.create(make_run(input={"name": "NaN", "at": at}))
+        assert named == await store.get(named.id)
+        assert named.input == {"name": "NaN", "at": at.isoformat()}
 
     run_with_store(db, scenario)
 
