@@ -118,7 +118,7 @@ class WaitState(_Model):
     until: datetime | None = None
     hook_token_hash: str | None = None
 
-    _v_until = field_validator("until")(lambda v: _aware(v))
+    _v_until = field_validator("until")(_aware)
 
 
 class RunError(_Model):
@@ -142,7 +142,7 @@ class StepState(_Model):
     error: RunError | None = None
     wait: WaitState | None = None
 
-    _v_times = field_validator("started_at", "ended_at")(lambda v: _aware(v))
+    _v_times = field_validator("started_at", "ended_at")(_aware)
 
 
 class Lease(_Model):
@@ -151,7 +151,7 @@ class Lease(_Model):
     owner: str
     expires_at: datetime
 
-    _v_exp = field_validator("expires_at")(lambda v: _aware(v))
+    _v_exp = field_validator("expires_at")(_aware)
 
 
 class MailboxEvent(_Model):
@@ -161,7 +161,7 @@ class MailboxEvent(_Model):
     data: Any = None
     at: datetime
 
-    _v_at = field_validator("at")(lambda v: _aware(v))
+    _v_at = field_validator("at")(_aware)
 
 
 class WorkflowRun(_Model):
@@ -196,9 +196,7 @@ class WorkflowRun(_Model):
     updated_at: datetime
     ended_at: datetime | None = None
 
-    _v_times = field_validator("next_run_at", "created_at", "updated_at", "ended_at")(
-        lambda v: _aware(v)
-    )
+    _v_times = field_validator("next_run_at", "created_at", "updated_at", "ended_at")(_aware)
 
     @property
     def is_terminal(self) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ __all__ = [
     "load_run",
     "micros",
     "stored_values",
-    "update_columns",
+    "changed_columns",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -100,9 +100,6 @@ _DERIVED: tuple[tuple[str, Callable[[WorkflowRun], Any]], ...] = (
     ("wait", _wait_event),
     ("wait", _hook),
 )
-_BY_FIELD: dict[str, tuple[int, ...]] = {}
-for _index, (_field, _) in enumerate(_DERIVED):
-    _BY_FIELD[_field] = (*_BY_FIELD.get(_field, ()), _index)
 
 
 def columns(run: WorkflowRun) -> tuple[Any, ...]:
@@ -110,13 +107,23 @@ def columns(run: WorkflowRun) -> tuple[Any, ...]:
     return tuple(derive(run) for _, derive in _DERIVED)
 
 
-def update_columns(old: Sequence[Any], run: WorkflowRun, fields: Iterable[str]) -> tuple[Any, ...]:
-    """``old`` column values with those derived from ``fields`` recomputed from ``run``."""
-    new = list(old)
-    for name in fields:
-        for index in _BY_FIELD.get(name, ()):
-            new[index] = _DERIVED[index][1](run)
-    return tuple(new)
+def changed_columns(
+    old: Sequence[Any], run: WorkflowRun, fields: Collection[str]
+) -> tuple[tuple[int, ...], list[Any]]:
+    """The columns (indexes, in order) whose value ``run`` changes, and their new values.
+
+    Only columns derived from ``fields`` (the run fields a patch wrote) are
+    recomputed; ``old`` holds the stored values of all of them.
+    """
+    indexes: list[int] = []
+    values: list[Any] = []
+    for index, (field, derive) in enumerate(_DERIVED):
+        if field in fields:
+            value = derive(run)
+            if value != old[index]:
+                indexes.append(index)
+                values.append(value)
+    return tuple(indexes), values
 
 
 def _json_default(value: object) -> str:
@@ -170,11 +177,19 @@ def _stored(value: Any) -> Any:
                 if not isinstance(key, str):
                     raise _Unstorable(f"a {type(key).__name__} key")
                 key = str.__str__(key)
-            try:
-                out[key] = _stored(item)
-            except _Unstorable as exc:
-                exc.path.append(key)
-                raise
+            # Scalars and datetimes inline: a step's record is mostly those,
+            # and a call per value would double the cost of this walk.
+            item_kind = type(item)
+            if item_kind in _SCALARS:
+                out[key] = item
+            elif item_kind is datetime:
+                out[key] = item.isoformat()
+            else:
+                try:
+                    out[key] = _stored(item)
+                except _Unstorable as exc:
+                    exc.path.append(key)
+                    raise
         return out
     if kind is list or kind is tuple:
         items: list[Any] = []

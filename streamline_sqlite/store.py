@@ -103,12 +103,12 @@ from streamline_core.run import (
 from streamline_core.store import RunQuery, WorkflowFilter, apply_patch, sort_key
 from streamline_sqlite._codec import (
     COLUMNS,
+    changed_columns,
     columns,
     encode_run,
     load_run,
     micros,
     stored_values,
-    update_columns,
 )
 from streamline_sqlite._query import after_cursor, dicts_match, order_by, where
 from streamline_sqlite._schema import (
@@ -446,9 +446,8 @@ class SQLiteStore:
             doc["revision"] = expected_revision + 1
             run = run_from_document(doc)  # refuse a patch that would corrupt the run
             new_text = encode_run(run)
-            new = update_columns(old, run, _touched(values))
-            changed = tuple(i for i, value in enumerate(new) if value != old[i])
-            params = (*(new[i] for i in changed), new_text, run_id, expected_revision)
+            changed, new = changed_columns(old, run, _touched(values))
+            params = (*new, new_text, run_id, expected_revision)
             written = conn.execute(_update_sql(changed), params).rowcount
             if written != 1:  # unreachable under the write lock; the CAS in SQL is the backstop
                 raise ConflictError(f"run {run_id!r} changed concurrently", run_id=run_id)
