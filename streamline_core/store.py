@@ -283,15 +283,25 @@ def apply_patch(
 
     Values are deep-copied so the caller's patch never aliases the stored
     document (``copy_values=False`` when the caller built them fresh). Raises
-    ``KeyError``/``IndexError`` for a path that does not exist (a list index
-    past the end, a missing intermediate key).
+    ``IndexError`` for a list index past the end and ``KeyError`` for a path
+    that cannot exist (an element to unset, a key under a null or a scalar);
+    a missing intermediate key is created as an empty object.
     """
     clone = clone_document if copy_values else _same
     for path, value in patch.items():
         parts = path.split(".")
         target: Any = doc
         for part in parts[:-1]:
-            target = target[int(part)] if isinstance(target, list) else target.setdefault(part, {})
+            if isinstance(target, list):
+                target = target[int(part)]
+            elif isinstance(target, dict):
+                target = target.setdefault(part, {})
+            else:  # e.g. "lease.expires_at" while the lease is null
+                raise KeyError(
+                    f"cannot set {path!r}: {part!r} lies under a {type(target).__name__}"
+                )
+        if not isinstance(target, (dict, list)):
+            raise KeyError(f"cannot set {path!r}: its parent is a {type(target).__name__}")
         last = parts[-1]
         if isinstance(target, list):
             if value is UNSET:

@@ -272,6 +272,10 @@ def test_a_patch_that_would_corrupt_the_run_writes_nothing(db: str) -> None:
                 await store.transition(run.id, 0, bad)
         with pytest.raises(IndexError):  # the same error apply_patch gives InMemoryStore
             await store.transition(run.id, 0, {"steps.5.status": "done"})
+        with pytest.raises(DataCorruptionError, match=r"lease\.owner"):  # {} made, owner missing
+            await store.transition(run.id, 0, {"lease.expires_at": T0})
+        with pytest.raises(KeyError, match="cannot set"):  # no key under a null
+            await store.transition(run.id, 0, {"lease": None, "lease.owner": "a"})
         assert await store.get(run.id) == run
 
     run_with_store(db, scenario)
@@ -506,12 +510,14 @@ async def _hold_writer(store: SQLiteStore) -> tuple[threading.Event, asyncio.Tas
     return release, task
 
 
-def test_queued_writes_share_one_commit_and_fail_only_on_their_own(db: str) -> None:
+@pytest.mark.parametrize("path", ["inline", "thread"])
+def test_queued_writes_share_one_commit_and_fail_only_on_their_own(db: str, path: str) -> None:
     async def scenario(store: SQLiteStore) -> None:
         runs = [(await store.create(make_run()))[0] for _ in range(50)]
         claimed = {r.id: r for r in await store.claim("a", T0, 30, 50, {"wf"})}
-        release, blocker = await _hold_writer(store)
-        batches = store._writer.batches
+        if path == "thread":  # the writer thread is busy: the batch queues for it
+            release, blocker = await _hold_writer(store)
+        batches, inline = store._writer.batches, store._writer.inline_batches
         good = [
             asyncio.create_task(store.transition(r.id, claimed[r.id].revision, {"context.x": 1}))
             for r in runs[1:-1]
@@ -522,13 +528,15 @@ def test_queued_writes_share_one_commit_and_fail_only_on_their_own(db: str) -> N
         )
         missing = asyncio.create_task(store.transition("nope", 0, {}))
         created = asyncio.create_task(store.create(make_run()))
-        await asyncio.sleep(0.01)  # every task is queued behind the blocker
-        release.set()
-        await blocker
+        if path == "thread":
+            await asyncio.sleep(0.01)  # every task is queued behind the blocker
+            release.set()
+            await blocker
         results = await asyncio.gather(
             *good, stale, foreign, missing, created, return_exceptions=True
         )
         assert store._writer.batches == batches + 1  # the 54 writes: one transaction
+        assert store._writer.inline_batches == inline + (path == "inline")
         assert all(isinstance(r, WorkflowRun) for r in results[:48])
         assert isinstance(results[48], ConflictError)
         assert isinstance(results[49], ConflictError)
@@ -544,11 +552,13 @@ def test_queued_writes_share_one_commit_and_fail_only_on_their_own(db: str) -> N
     run_with_store(db, scenario)
 
 
-def test_a_lost_transaction_fails_every_write_of_its_batch(db: str) -> None:
+@pytest.mark.parametrize("path", ["inline", "thread"])
+def test_a_lost_transaction_fails_every_write_of_its_batch(db: str, path: str) -> None:
     async def scenario(store: SQLiteStore) -> None:
         a, _ = await store.create(make_run())
         b, _ = await store.create(make_run())
-        release, blocker = await _hold_writer(store)
+        if path == "thread":
+            release, blocker = await _hold_writer(store)
 
         def disk_failure(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")  # what SQLite does on SQLITE_FULL / IOERR
@@ -557,9 +567,10 @@ def test_a_lost_transaction_fails_every_write_of_its_batch(db: str) -> None:
         first = asyncio.create_task(store.transition(a.id, 0, {"context.x": 1}))
         failing = asyncio.create_task(store._writer.run(disk_failure))
         after = asyncio.create_task(store.transition(b.id, 0, {"context.x": 1}))
-        await asyncio.sleep(0.01)
-        release.set()
-        await blocker
+        if path == "thread":
+            await asyncio.sleep(0.01)
+            release.set()
+            await blocker
         results = await asyncio.gather(first, failing, after, return_exceptions=True)
         assert all(isinstance(r, StoreUnavailableError) for r in results), results
         assert await store.get(a.id) == a and await store.get(b.id) == b
