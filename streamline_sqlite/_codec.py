@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -215,13 +217,62 @@ def _stored(value: Any) -> Any:
     raise _Unstorable(f"a {kind.__name__}")
 
 
+# Paths whose value is a datetime *field* of the run's models (not JSON data
+# inside ``output``, ``context`` and the like). A datetime there validates to
+# the same value whether given as an object or as ISO text, so it skips the
+# conversion; so do the datetime fields of a whole step, lease or wait.
+_DATETIME_FIELD = re.compile(
+    r"(next_run_at|created_at|updated_at|ended_at|lease\.expires_at|wait\.until"
+    r"|steps\.\d+\.(started_at|ended_at|wait\.until)|mailbox\.\d+\.at)"
+)
+_RECORD_DATETIMES = (
+    (re.compile(r"steps\.\d+"), frozenset({"started_at", "ended_at"})),
+    (re.compile(r"lease"), frozenset({"expires_at"})),
+    (re.compile(r"(steps\.\d+\.)?wait"), frozenset({"until"})),
+)
+
+
+@functools.lru_cache(maxsize=1024)
+def _datetime_fields(path: str) -> frozenset[str] | bool:
+    """True: ``path`` is a datetime field; a set: the datetime fields of the record at ``path``."""
+    if _DATETIME_FIELD.fullmatch(path):
+        return True
+    for pattern, datetimes in _RECORD_DATETIMES:
+        if pattern.fullmatch(path):
+            return datetimes
+    return False
+
+
+def _stored_at(path: str, value: Any) -> Any:
+    kind = type(value)
+    if kind is datetime or kind is dict:
+        fields = _datetime_fields(path)
+        if fields is True and kind is datetime:
+            return value
+        if fields and kind is dict and all(type(key) is str for key in value):
+            assert isinstance(fields, frozenset)
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                if type(item) is datetime and key in fields:
+                    out[key] = item
+                else:
+                    try:
+                        out[key] = _stored(item)
+                    except _Unstorable as exc:
+                        exc.path.append(key)
+                        raise
+            return out
+    return _stored(value)
+
+
 def stored_values(patch: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     """``patch`` with each value as a JSON store would give it back.
 
-    Datetimes become their ISO text (as :func:`encode_doc` writes them),
-    tuples lists, ``str``/``int`` subclasses (statuses) plain values, so a run
-    validated from a patched document equals the run read back later. The
-    result shares nothing with ``patch``.
+    Datetimes in JSON data become their ISO text (as :func:`encode_doc`
+    writes them), tuples lists, ``str``/``int`` subclasses (statuses) plain
+    values, so a run validated from a patched document equals the run read
+    back later; datetime *fields* stay datetimes (they validate to the same
+    value either way). The result shares no mutable data with ``patch``.
 
     Raises:
         DataCorruptionError: A value JSON cannot hold (a NaN, a set, an
@@ -230,7 +281,7 @@ def stored_values(patch: Mapping[str, Any], run_id: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for path, value in patch.items():
         try:
-            out[path] = value if value is UNSET else _stored(value)
+            out[path] = value if value is UNSET else _stored_at(path, value)
         except _Unstorable as exc:
             where = ".".join([path, *reversed(exc.path)])
             raise DataCorruptionError(

@@ -630,6 +630,7 @@ def test_a_transition_returns_exactly_what_a_later_read_sees(db: str) -> None:
             "meta.big": 2**70,
             "updated_at": at,
             "steps.0.status": StepStatus.DONE,
+            "lease": {"owner": "w", "expires_at": at},
         }
         moved = await store.transition(run.id, 0, patch)
         assert moved == await store.get(run.id)
@@ -640,9 +641,15 @@ def test_a_transition_returns_exactly_what_a_later_read_sees(db: str) -> None:
             "nested": {"a": [None, True, "x"]},
         }
         assert moved.updated_at == at and moved.steps[0].status == StepStatus.DONE
+        assert moved.lease is not None and moved.lease.expires_at == at
+        # A whole step: its datetime fields stay datetimes, its output is JSON data.
+        step = {"step_id": "a", "status": "done", "ended_at": at, "output": {"at": at}}
+        moved = await store.transition(run.id, 1, {"steps.0": step})
+        assert moved == await store.get(run.id)
+        assert moved.steps[0].ended_at == at and moved.steps[0].output == {"at": at.isoformat()}
         for bad in (float("nan"), {1, 2}, object(), {1: "x"}):
             with pytest.raises(DataCorruptionError, match="cannot be stored as JSON"):
-                await store.transition(run.id, 1, {"context.bad": bad})
+                await store.transition(run.id, 2, {"context.bad": bad})
         assert await store.get(run.id) == moved
         # create: NaN refused, the text "NaN" kept, the run equal to a later read
         with pytest.raises(DataCorruptionError, match="cannot be stored as JSON"):
