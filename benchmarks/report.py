@@ -146,7 +146,7 @@ def _costs(writes: dict[str, Any] | None, sys: dict[str, Any] | None, wal: Any) 
         if store == "memory":
             trips = "0 (in process)"
         elif store == "sqlite" and row:
-            trips = f"{calls:.2f} writer-thread jobs"
+            trips = f"{calls:.2f} transactions (inline when the writer thread is idle)"
             if wal:
                 other = (
                     f"WAL {wal['frames_per_write']:.2f} frames = "
