@@ -104,6 +104,9 @@ class Worker:
             and commit a lone write inline (see the module docstring).
         busy_timeout: Seconds the thread waits for another connection's
             write lock (transactional workers).
+        commit_on_loop: Whether batches may commit inline on the event
+            loop's thread (transactional workers); ``False`` sends every
+            batch to the thread.
     """
 
     def __init__(
@@ -113,9 +116,11 @@ class Worker:
         *,
         transactional: bool,
         busy_timeout: float = 0.0,
+        commit_on_loop: bool = True,
     ) -> None:
         self._connect = connect
         self._transactional = transactional
+        self._commit_on_loop = commit_on_loop
         self._busy_ms = int(busy_timeout * 1000)
         self._queue: queue.SimpleQueue[list[_Item]] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -178,7 +183,7 @@ class Worker:
             raise StoreUnavailableError("SQLiteStore is closed")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
-        item = _Item(fn, loop, future, inline)
+        item = _Item(fn, loop, future, inline and self._commit_on_loop)
         if not self._transactional:
             self._enqueue([item])
             return await future

@@ -883,9 +883,29 @@ def test_from_url_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         "sqlite:///x.db?bogus=1",
         "sqlite:///x.db?synchronous=SOMETIMES",
         "sqlite:///x.db?busy_timeout=soon",
+        "sqlite:///x.db?commit_on_loop=maybe",
     ):
         with pytest.raises(ValueError):
             from_url(bad)
+
+
+def test_commit_on_loop_false_sends_every_batch_to_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    async def scenario() -> None:
+        store = from_url("sqlite:///threaded.db?commit_on_loop=false")
+        try:
+            run, _ = await store.create(make_run())
+            moved = await store.transition(run.id, 0, {"context.x": 1})
+            await asyncio.gather(*(store.create(make_run()) for _ in range(5)))
+            assert moved == await store.get(run.id)
+            assert store._writer.batches == 3 and store._writer.inline_batches == 0
+        finally:
+            await store.close()
+
+    asyncio.run(scenario())
 
 
 def test_datetimes_keep_microseconds_and_sort_by_instant(db: str) -> None:
