@@ -47,8 +47,16 @@ class StepContext:
         self._context = dict(run.context)
         self._changes: dict[str, Any] = {}
         self._hook_hash: str | None = None
-        self.signal: asyncio.Event = asyncio.Event()
+        self._signal: asyncio.Event | None = None
+
+    @property
+    def signal(self) -> asyncio.Event:
         """Set when the run is cancelled or this worker loses the lease: stop soon."""
+        # Made on first use: most steps never look at it, and an Event per
+        # step is measurable at thousands of steps a second.
+        if self._signal is None:
+            self._signal = asyncio.Event()
+        return self._signal
 
     # --- read-only facts -----------------------------------------------------
 

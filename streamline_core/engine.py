@@ -259,6 +259,10 @@ class Engine:
         """Unsubscribe ``handler`` from ``name`` (nothing happens if it was not subscribed)."""
         self._bus.off(name, handler)
 
+    def _listens(self, name: str) -> bool:
+        """Whether an event ``name`` would reach anyone (lets hot paths skip building it)."""
+        return bool(self.plugins.observers) or self._bus.wants(name)
+
     async def _emit(
         self,
         name: str,

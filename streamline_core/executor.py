@@ -262,7 +262,10 @@ class Executor:
             await eng._emit_if_ended(run)
             return run.status == RunStatus.RUNNING and run.lease is not None
 
-        await eng._emit("step:started", run=run, step_id=spec.step_id, data={"attempt": attempt})
+        if eng._listens("step:started"):
+            await eng._emit(
+                "step:started", run=run, step_id=spec.step_id, data={"attempt": attempt}
+            )
         if eng.plugins.middleware:
             await eng._observe(eng.plugins.before_step(run, step, attempt), run.id)
         try:
@@ -313,8 +316,10 @@ class Executor:
             ),
             spec.step_id,
         )
-        await eng._emit("step:completed", run=run, step_id=spec.step_id, data=output)
-        await eng._emit_if_ended(run)
+        if eng._listens("step:completed"):
+            await eng._emit("step:completed", run=run, step_id=spec.step_id, data=output)
+        if run.is_terminal:
+            await eng._emit_if_ended(run)
         return run.status == RunStatus.RUNNING and run.lease is not None
 
     async def _call_predicate(self, spec: StepSpec, ctx: StepContext) -> bool:
@@ -344,6 +349,9 @@ class Executor:
             if spec.is_async:
                 result = await spec.handler(ctx)
             else:
+                # Made here, on the loop, so the handler's thread never races
+                # an interrupt to create it.
+                _ = ctx.signal
                 eng._tracker.pending += 1
                 try:
                     result = await asyncio.to_thread(spec.handler, ctx)
