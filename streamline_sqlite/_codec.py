@@ -6,7 +6,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,23 +109,28 @@ def columns(run: WorkflowRun) -> tuple[Any, ...]:
     return tuple(derive(run) for _, derive in _DERIVED)
 
 
+_COLUMNS_OF: dict[str, tuple[int, ...]] = {}
+for _index, (_field, _) in enumerate(_DERIVED):
+    _COLUMNS_OF[_field] = (*_COLUMNS_OF.get(_field, ()), _index)
+del _index, _field
+
+
 def changed_columns(
-    old: Sequence[Any], run: WorkflowRun, fields: Collection[str]
+    old: Sequence[Any], run: WorkflowRun, fields: Iterable[str]
 ) -> tuple[tuple[int, ...], list[Any]]:
-    """The columns (indexes, in order) whose value ``run`` changes, and their new values.
+    """The columns (indexes, ascending) whose value ``run`` changes, and their new values.
 
     Only columns derived from ``fields`` (the run fields a patch wrote) are
     recomputed; ``old`` holds the stored values of all of them.
     """
-    indexes: list[int] = []
-    values: list[Any] = []
-    for index, (field, derive) in enumerate(_DERIVED):
-        if field in fields:
-            value = derive(run)
+    found: list[tuple[int, Any]] = []
+    for field in fields:
+        for index in _COLUMNS_OF.get(field, ()):
+            value = _DERIVED[index][1](run)
             if value != old[index]:
-                indexes.append(index)
-                values.append(value)
-    return tuple(indexes), values
+                found.append((index, value))
+    found.sort()
+    return tuple(index for index, _ in found), [value for _, value in found]
 
 
 def _json_default(value: object) -> str:
