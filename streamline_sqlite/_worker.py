@@ -166,8 +166,9 @@ class Worker:
         Args:
             fn: The job. On a transactional worker it runs inside a write
                 transaction, and the result is returned after COMMIT.
-            inline: Whether a lone write may commit on the loop's thread
-                (tests pass ``False`` to park the thread in a job).
+            inline: Whether this write may commit inline on the loop's
+                thread with its batch (tests pass ``False`` to park the
+                thread in a job).
 
         Raises:
             StoreUnavailableError: The worker is closed.
