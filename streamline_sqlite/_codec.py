@@ -171,6 +171,15 @@ class _Unstorable(Exception):
         self.path: list[str] = []
 
 
+def _stored_under(key: str, value: Any) -> Any:
+    """:func:`_stored` of the value at ``key``, which a refusal's path then names."""
+    try:
+        return _stored(value)
+    except _Unstorable as exc:
+        exc.path.append(key)
+        raise
+
+
 def _stored(value: Any) -> Any:
     # The path of a bad value is assembled while unwinding, so the common
     # case builds no strings.
@@ -192,21 +201,10 @@ def _stored(value: Any) -> Any:
             elif item_kind is datetime:
                 out[key] = item.isoformat()
             else:
-                try:
-                    out[key] = _stored(item)
-                except _Unstorable as exc:
-                    exc.path.append(key)
-                    raise
+                out[key] = _stored_under(key, item)
         return out
     if kind is list or kind is tuple:
-        items: list[Any] = []
-        for index, item in enumerate(value):
-            try:
-                items.append(_stored(item))
-            except _Unstorable as exc:
-                exc.path.append(str(index))
-                raise
-        return items
+        return [_stored_under(str(index), item) for index, item in enumerate(value)]
     if kind is datetime:
         return value.isoformat()
     if isinstance(value, float):
@@ -261,11 +259,7 @@ def _stored_at(path: str, value: Any) -> Any:
                 if type(item) is datetime and key in fields:
                     out[key] = item
                 else:
-                    try:
-                        out[key] = _stored(item)
-                    except _Unstorable as exc:
-                        exc.path.append(key)
-                        raise
+                    out[key] = _stored_under(key, item)
             return out
     return _stored(value)
 

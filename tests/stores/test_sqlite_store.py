@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import importlib.metadata
 import multiprocessing
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -596,22 +597,29 @@ def test_writes_of_one_loop_iteration_commit_together_inline(db: str) -> None:
     run_with_store(db, scenario)
 
 
+@contextlib.contextmanager
+def _write_lock_held_elsewhere(db: str) -> Iterator[None]:
+    """Another connection (as another process would) holds the database's write lock."""
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
 def test_another_process_lock_never_blocks_the_event_loop(db: str) -> None:
     async def scenario() -> None:
         store = SQLiteStore(db, busy_timeout=5)
         run, _ = await store.create(make_run())
-        other = sqlite3.connect(db, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
         ticks = 0
-        try:
+        with _write_lock_held_elsewhere(db):
             write = asyncio.create_task(store.transition(run.id, 0, {"context.x": 1}))
             while ticks < 20:  # the loop keeps turning while the write waits
                 await asyncio.sleep(0.001)
                 ticks += 1
             assert not write.done()
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert (await write).context == {"x": 1}
         await store.close()
 
@@ -721,17 +729,12 @@ def test_a_locked_database_is_store_unavailable(db: str) -> None:
     async def scenario() -> None:
         store = SQLiteStore(db, busy_timeout=0.05)
         run, _ = await store.create(make_run())
-        other = sqlite3.connect(db, isolation_level=None)
-        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-        try:
+        with _write_lock_held_elsewhere(db):
             with pytest.raises(StoreUnavailableError, match="locked"):
                 await store.transition(run.id, 0, {"context.x": 1})
             with pytest.raises(StoreUnavailableError):
                 await store.claim("a", T0, 30, 1, {"wf"})
             assert await store.get(run.id) == run  # WAL: reads carry on
-        finally:
-            other.execute("ROLLBACK")
-            other.close()
         assert (await store.transition(run.id, 0, {"context.x": 1})).revision == 1
         await store.close()
 
