@@ -104,11 +104,6 @@ class EventBus:
         except ValueError:
             pass
 
-    @property
-    def empty(self) -> bool:
-        """True when nobody listens."""
-        return not any(self._handlers.values())
-
     def wants(self, name: str) -> bool:
         """Whether anyone listens to ``name`` (directly or through ``"*"``)."""
         return bool(self._handlers.get(name) or self._handlers.get("*"))

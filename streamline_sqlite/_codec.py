@@ -19,7 +19,6 @@ from streamline_core.store import UNSET
 
 __all__ = [
     "COLUMNS",
-    "ENCODER",
     "columns",
     "encode_doc",
     "encode_run",
@@ -129,7 +128,7 @@ def changed_columns(
             value = _DERIVED[index][1](run)
             if value != old[index]:
                 found.append((index, value))
-    found.sort()
+    found.sort(key=lambda pair: pair[0])
     return tuple(index for index, _ in found), [value for _, value in found]
 
 
@@ -141,7 +140,7 @@ def _json_default(value: object) -> str:
 
 # allow_nan=False: NaN is not JSON, and SQLite's json_set would reject the
 # whole document later, poisoning every claim that touches it.
-ENCODER = json.JSONEncoder(default=_json_default, allow_nan=False, separators=(",", ":"))
+_ENCODER = json.JSONEncoder(default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
 def encode_doc(doc: dict[str, Any], run_id: str) -> str:
@@ -154,7 +153,7 @@ def encode_doc(doc: dict[str, Any], run_id: str) -> str:
             an arbitrary object): writing it would corrupt the run.
     """
     try:
-        return ENCODER.encode(doc)
+        return _ENCODER.encode(doc)
     except (TypeError, ValueError) as exc:
         raise DataCorruptionError(
             f"run {run_id!r} cannot be stored as JSON: {exc}", run_id=run_id

@@ -54,11 +54,12 @@ Group commit
 Transitions
     A transition decodes the stored document (``pydantic_core.from_json``),
     applies the patch, validates the result and writes the validated run
-    back as JSON (``model_dump_json``). The patch's values are first turned
-    into exactly what the stored text gives back (ISO text for datetimes,
-    lists for tuples, plain values for enums), so the returned run equals a
-    later read; a value JSON cannot hold is refused before anything is
-    written. Only columns whose value changed are assigned.
+    back as JSON (``model_dump_json``, ``None`` fields left out). The
+    patch's values are first turned into exactly what the stored text gives
+    back (ISO text for datetimes inside JSON data, lists for tuples, plain
+    values for enums), so the returned run equals a later read; a value JSON
+    cannot hold is refused before anything is written. Only columns whose
+    value changed are assigned.
 
 Multiple processes
     Any number of stores, in any number of processes, may open one file.
