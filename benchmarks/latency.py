@@ -13,21 +13,18 @@ import tempfile
 import time
 from collections.abc import Callable
 
+from benchmarks.completion import run_endings
 from benchmarks.figures import Figure, percentile
 from benchmarks.stores import memory, sqlite_factory
-from streamline_core import Engine, Event, StepContext
+from streamline_core import Engine, StepContext
 from streamline_core.store import Store
 
 
 async def _samples(make_store: Callable[[], Store], n: int, warmup: int = 5) -> list[float]:
     store = make_store()
     engine = Engine(store, load_entry_point_plugins=False)
-    loop = asyncio.get_running_loop()
     first_at: dict[str, float] = {}
-    ended: dict[str, asyncio.Future[None]] = {}
-
-    def waiter(run_id: str) -> asyncio.Future[None]:
-        return ended.setdefault(run_id, loop.create_future())
+    waiter = run_endings(engine)
 
     async def first(ctx: StepContext) -> None:
         first_at[ctx.run_id] = time.perf_counter()
@@ -35,13 +32,6 @@ async def _samples(make_store: Callable[[], Store], n: int, warmup: int = 5) -> 
     async def second(ctx: StepContext) -> None:
         return None
 
-    def on_end(event: Event) -> None:
-        future = waiter(str(event.run_id))
-        if not future.done():
-            future.set_result(None)
-
-    engine.on("workflow:completed", on_end)
-    engine.on("workflow:failed", on_end)
     wf = engine.workflow("latency", steps={"first": first, "second": second})
     out: list[float] = []
     async with engine:

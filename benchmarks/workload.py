@@ -19,9 +19,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.completion import run_endings
 from benchmarks.figures import SYNCHRONOUS_NAMES, Figure
 from benchmarks.stores import CountingStore, memory, mongo_factory, sqlite_factory
-from streamline_core import Engine, Event, StepContext
+from streamline_core import Engine, StepContext
 from streamline_core.store import Store
 
 __all__ = ["STEPS", "Result", "measure_once", "memory", "run_scenario", "sqlite_factory"]
@@ -48,19 +49,7 @@ async def _measure(make_store: Callable[[], Store], runs: int, in_flight: int) -
     store = CountingStore(make_store())
     engine = Engine(store, load_entry_point_plugins=False, max_concurrent_runs=max(in_flight, 1))
     wf = engine.workflow("bench", steps={f"s{i}": noop for i in range(STEPS)})
-    # Completion is signalled by the engine's own event, so the harness adds no store reads.
-    ended: dict[str, asyncio.Future[None]] = {}
-
-    def waiter(run_id: str) -> asyncio.Future[None]:
-        return ended.setdefault(run_id, asyncio.get_running_loop().create_future())
-
-    def on_end(event: Event) -> None:
-        future = waiter(str(event.run_id))
-        if not future.done():
-            future.set_result(None)
-
-    engine.on("workflow:completed", on_end)
-    engine.on("workflow:failed", on_end)
+    waiter = run_endings(engine)  # the engine's own events: the harness adds no store reads
     async with engine:
         sem = asyncio.Semaphore(in_flight)
 

@@ -104,21 +104,25 @@ def suspend_step(
     now: datetime,
     started_at: datetime | None,
     attempts: int,
-    context_changes: dict[str, Any] | None,
+    context_changes: dict[str, Any] | None = None,
+    error: RunError | None = None,
 ) -> dict[str, Any]:
-    """Suspend the run at step ``idx``; it becomes claimable at ``wait.until`` (if any)."""
+    """Suspend the run at step ``idx``; it becomes claimable at ``wait.until`` (if any).
+
+    ``error`` is the failure a retry wait follows (kept on the step).
+    """
     prev = run.steps[idx]
-    wait_doc = wait.model_dump()
     patch: dict[str, Any] = {
         f"steps.{idx}": StepState(
             step_id=prev.step_id,
             status=StepStatus.WAITING,
             attempts=attempts,
             started_at=started_at or prev.started_at or now,
+            error=error,
             wait=wait,
         ).model_dump(),
         "status": RunStatus.WAITING.value,
-        "wait": wait_doc,
+        "wait": wait.model_dump(),
         "lease": None,
         "next_run_at": wait.until,
         "updated_at": now,
@@ -139,22 +143,9 @@ def retry_step(
 ) -> dict[str, Any]:
     """Schedule the next attempt of step ``idx`` durably at ``until``."""
     wait = WaitState(kind="retry", reason=error.message, until=until)
-    prev = run.steps[idx]
-    return {
-        f"steps.{idx}": StepState(
-            step_id=prev.step_id,
-            status=StepStatus.WAITING,
-            attempts=attempts,
-            started_at=started_at or prev.started_at or now,
-            error=error,
-            wait=wait,
-        ).model_dump(),
-        "status": RunStatus.WAITING.value,
-        "wait": wait.model_dump(),
-        "lease": None,
-        "next_run_at": until,
-        "updated_at": now,
-    }
+    return suspend_step(
+        run, idx, wait, now=now, started_at=started_at, attempts=attempts, error=error
+    )
 
 
 def fail_run(

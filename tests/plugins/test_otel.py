@@ -8,6 +8,7 @@ import time
 import types
 from collections import defaultdict
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -127,25 +128,33 @@ async def test_a_three_step_run_is_one_workflow_span_with_a_span_per_step(
     assert tracing.open_segments == 0
 
 
-async def test_a_retried_step_has_two_attempt_spans_the_first_with_its_error(
-    env: Env, provider: tuple[TracerProvider, InMemorySpanExporter]
+async def _pay_after_one_failure(
+    env: Env, tracing: StreamlineTracing, *, ship: bool = False
 ) -> None:
-    tracer_provider, exporter = provider
+    """Run workflow "pay": step "charge" fails once, succeeds on its retry 1 s later."""
 
     async def flaky(ctx: StepContext) -> str:
         if ctx.attempt == 1:
             raise ConnectionError("gateway down")
         return "paid"
 
-    async with env.engine(plugins=[StreamlineTracing(tracer_provider)]) as engine:
-        wf = engine.workflow(
-            "pay", steps={"charge": StepConfig(flaky, retry_delay=1), "ship": lambda c: 1}
-        )
+    steps: dict[str, Any] = {"charge": StepConfig(flaky, retry_delay=1)}
+    if ship:
+        steps["ship"] = lambda c: 1
+    async with env.engine(plugins=[tracing]) as engine:
+        wf = engine.workflow("pay", steps=steps)
         run = await wf.start()
         for _ in range(3):
             await env.clock.advance(2)
             await env.settle()
         assert (await wf.wait_for(run.id, timeout=10)).status == RunStatus.DONE
+
+
+async def test_a_retried_step_has_two_attempt_spans_the_first_with_its_error(
+    env: Env, provider: tuple[TracerProvider, InMemorySpanExporter]
+) -> None:
+    tracer_provider, exporter = provider
+    await _pay_after_one_failure(env, StreamlineTracing(tracer_provider), ship=True)
 
     # The backoff is short, so this process continued the run: one segment.
     assert tree(exporter) == [
@@ -433,20 +442,7 @@ async def test_without_a_resume_window_every_retry_is_a_new_linked_segment(
     env: Env, provider: tuple[TracerProvider, InMemorySpanExporter]
 ) -> None:
     tracer_provider, exporter = provider
-
-    async def flaky(ctx: StepContext) -> str:
-        if ctx.attempt == 1:
-            raise ConnectionError("gateway down")
-        return "paid"
-
-    tracing = StreamlineTracing(tracer_provider, resume_window=0)
-    async with env.engine(plugins=[tracing]) as engine:
-        wf = engine.workflow("pay", steps={"charge": StepConfig(flaky, retry_delay=1)})
-        run = await wf.start()
-        for _ in range(3):
-            await env.clock.advance(2)
-            await env.settle()
-        assert (await wf.wait_for(run.id, timeout=10)).status == RunStatus.DONE
+    await _pay_after_one_failure(env, StreamlineTracing(tracer_provider, resume_window=0))
 
     assert tree(exporter) == [
         "workflow pay suspended",
