@@ -30,6 +30,7 @@ from pymongo import ReadPreference, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
 
+from streamline_core.claiming import is_takeover, leased_runs
 from streamline_core.errors import (
     ConflictError,
     DataCorruptionError,
@@ -249,15 +250,12 @@ class MongoStore:
                 limit=limit * _CLAIM_OVERREAD,
             ).to_list(None)
         lease = {"owner": worker, "expires_at": to_storage(now + timedelta(seconds=lease_for))}
-        claimed: list[WorkflowRun] = []
-        corrupt: list[DataCorruptionError] = []
+        leased: list[Document] = []
         for candidate in candidates:
-            if len(claimed) + len(corrupt) >= limit:
+            if len(leased) >= limit:
                 break
             increments = {"revision": 1}
-            # A live lease is never claimable, so a lease here is an expired
-            # one: a running run's worker died and we are taking it over.
-            if candidate.get("lease") is not None and candidate.get("status") == "running":
+            if is_takeover(candidate.get("status"), candidate.get("lease")):
                 increments["recoveries"] = 1
             with translated("lease a run", candidate["_id"]):
                 doc = await self._collection.find_one_and_update(
@@ -265,18 +263,9 @@ class MongoStore:
                     {"$set": {"lease": lease}, "$inc": increments},
                     return_document=ReturnDocument.AFTER,
                 )
-            if doc is None:
-                continue  # another worker got there first
-            try:
-                claimed.append(run_from_mongo(doc))
-            except DataCorruptionError as exc:
-                # It stays leased, so no worker spins on it until the lease
-                # ends; the valid runs of this batch still go to the caller.
-                corrupt.append(exc)
-        if corrupt:
-            corrupt[0].claimed = claimed
-            raise corrupt[0]
-        return claimed
+            if doc is not None:  # None: another worker got there first
+                leased.append(doc)
+        return leased_runs(leased, run_from_mongo)
 
     async def transition(
         self,

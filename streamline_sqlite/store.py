@@ -87,6 +87,7 @@ from typing import Any
 
 import pydantic_core
 
+from streamline_core.claiming import leased_runs
 from streamline_core.errors import (
     ConflictError,
     DataCorruptionError,
@@ -385,25 +386,12 @@ class SQLiteStore:
         if tenant_id is not None:
             params = (*params, tenant_id)
 
-        def op(conn: sqlite3.Connection) -> tuple[list[WorkflowRun], list[DataCorruptionError]]:
-            # A corrupt document stays leased (so no worker spins on it) and
-            # is reported after the valid runs of the same claim are kept.
-            runs: list[WorkflowRun] = []
-            corrupt: list[DataCorruptionError] = []
-            for (doc,) in conn.execute(sql, params).fetchall():
-                try:
-                    runs.append(load_run(doc))
-                except DataCorruptionError as exc:
-                    corrupt.append(exc)
-            return runs, corrupt
+        def op(conn: sqlite3.Connection) -> list[str]:
+            return [doc for (doc,) in conn.execute(sql, params).fetchall()]
 
-        runs, corrupt = await self._writer.run(op)
-        # RETURNING has no defined order.
-        runs.sort(key=lambda r: (-r.priority, r.next_run_at or now, r.id))
-        if corrupt:
-            corrupt[0].claimed = runs
-            raise corrupt[0]
-        return runs
+        # A corrupt document stays leased (so no worker spins on it) and is
+        # reported after the valid runs of the same claim are kept.
+        return leased_runs(await self._writer.run(op), load_run)
 
     async def transition(
         self,

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from streamline_core.claiming import is_takeover, leased_runs
 from streamline_core.errors import (
     ConflictError,
-    DataCorruptionError,
     LeaseLostError,
     WorkflowNotFoundError,
 )
@@ -107,22 +107,14 @@ class InMemoryStore:
             and (tenant_id is None or d.get("tenant_id") == tenant_id)
         ]
         candidates.sort(key=lambda d: (-d.get("priority", 0), d["next_run_at"], d["id"]))
-        claimed: list[WorkflowRun] = []
-        corrupt: list[DataCorruptionError] = []
-        for d in candidates[:limit]:
-            if d.get("lease") is not None and d["status"] == RunStatus.RUNNING.value:
+        leased = candidates[:limit]
+        for d in leased:
+            if is_takeover(d["status"], d.get("lease")):
                 d["recoveries"] = d.get("recoveries", 0) + 1
             d["lease"] = {"owner": worker, "expires_at": now + timedelta(seconds=lease_for)}
             d["revision"] = d.get("revision", 0) + 1
             self.writes += 1
-            try:
-                claimed.append(self._load(d))
-            except DataCorruptionError as exc:
-                corrupt.append(exc)
-        if corrupt:
-            corrupt[0].claimed = claimed
-            raise corrupt[0]
-        return claimed
+        return leased_runs(leased, self._load)
 
     async def transition(
         self,
