@@ -229,7 +229,7 @@ def worker(
                 await asyncio.wait_for(stop.wait(), status_interval or None)
             except TimeoutError:
                 log.info(status_line())
-        log.info("draining timeout=%.0fs in_flight=%d", drain_timeout, len(engine._inflight))
+        log.info("draining timeout=%.0fs in_flight=%d", drain_timeout, engine.in_flight)
         await engine.shutdown(timeout=drain_timeout)
         log.info("stopped; leases released; %s", status_line())
 

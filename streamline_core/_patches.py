@@ -1,11 +1,17 @@
-"""Pure builders of the store patches the engine writes (one per committed step)."""
+"""Pure builders of the store patches the engine writes: decisions on a run value.
+
+Contracts layer: imports the model only. Each builder takes the run as read
+and returns the patch (or raises the domain error that refuses the
+operation); the write loops in ``_runtime.commits`` call them again on a
+fresh read after a conflict.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from streamline_core.errors import ErrorCode
+from streamline_core.errors import ErrorCode, InvalidStateError, StepNotFoundError
 from streamline_core.run import RunError, RunStatus, StepState, StepStatus, WaitState, WorkflowRun
 
 __all__ = [
@@ -15,6 +21,10 @@ __all__ = [
     "retry_step",
     "fail_run",
     "release",
+    "cancel_run",
+    "set_paused",
+    "rewind_run",
+    "add_to_mailbox",
 ]
 
 
@@ -198,3 +208,82 @@ def error_of(exc: BaseException, code: ErrorCode, step_id: str | None) -> RunErr
     return RunError(
         code=code.value, message=message, step_id=step_id, details={"type": type(exc).__name__}
     )
+
+
+def cancel_run(run: WorkflowRun, reason: str | None, now: datetime) -> dict[str, Any]:
+    """End an active run as ``cancelled`` (step records stay as they are).
+
+    Raises:
+        InvalidStateError: the run already ended.
+    """
+    if run.is_terminal:
+        raise InvalidStateError(f"run {run.id!r} is already {run.status.value}", run_id=run.id)
+    return {
+        "status": RunStatus.CANCELLED.value,
+        "error": RunError(
+            code=ErrorCode.WORKFLOW_CANCELLED.value,
+            message=reason or "cancelled",
+            step_id=run.current_step_id,
+        ).model_dump(),
+        "ended_at": now,
+        "updated_at": now,
+        "next_run_at": None,
+    }
+
+
+def set_paused(
+    run: WorkflowRun, paused: bool, now: datetime, lease: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Pause or unpause an active run; an unpaused due run may be handed ``lease`` at once.
+
+    Raises:
+        InvalidStateError: the run already ended.
+    """
+    if run.is_terminal:
+        raise InvalidStateError(
+            f"run {run.id!r} is {run.status.value}; only active runs can be "
+            f"{'paused' if paused else 'unpaused'}",
+            run_id=run.id,
+        )
+    patch: dict[str, Any] = {"paused": paused, "updated_at": now}
+    if not paused and run.lease is None:
+        due = run.next_run_at is not None and run.next_run_at <= now
+        if lease is not None and due:
+            patch["lease"] = lease
+    return patch
+
+
+def rewind_run(
+    run: WorkflowRun, step_id: str, now: datetime, lease: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Move the cursor back to ``step_id``, reset it and every later step, run again.
+
+    Raises:
+        StepNotFoundError: the run has no such step.
+    """
+    idx = run.step_index(step_id)
+    if idx < 0:
+        raise StepNotFoundError(
+            f"run {run.id!r} has no step {step_id!r}", run_id=run.id, step_id=step_id
+        )
+    patch: dict[str, Any] = {
+        "status": RunStatus.RUNNING.value,
+        "current_step_id": step_id,
+        "output": None,
+        "error": None,
+        "ended_at": None,
+        "wait": None,
+        "lease": lease,
+        "next_run_at": now,
+        "updated_at": now,
+    }
+    for j in range(idx, len(run.steps)):
+        patch[f"steps.{j}"] = StepState(step_id=run.steps[j].step_id).model_dump()
+    return patch
+
+
+def add_to_mailbox(run: WorkflowRun, name: str, data: Any, now: datetime) -> dict[str, Any]:
+    """Keep a targeted event on a run that does not wait for it yet."""
+    mailbox = [m.model_dump() for m in run.mailbox]
+    mailbox.append({"name": name, "data": data, "at": now})
+    return {"mailbox": mailbox, "updated_at": now}

@@ -1,4 +1,9 @@
-"""``StepContext``: what a step handler receives."""
+"""``StepContext``: what a step handler receives.
+
+Context layer: imports the model modules and :mod:`_hook_tokens` only. What
+it needs of the engine while a step runs (the clock, events, a heartbeat) it
+gets as :class:`StepServices` from the executor that builds it.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,37 @@ import asyncio
 import logging
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
+from streamline_core._durations import seconds
+from streamline_core._hook_tokens import Hook, new_hook
 from streamline_core._json import Unstorable, to_json_value
-from streamline_core.definition import seconds
+from streamline_core.clock import Clock
 from streamline_core.errors import SuspendSignal, ValidationError
 from streamline_core.run import StepStatus, WaitState, WorkflowRun
 
-if TYPE_CHECKING:
-    from streamline_core.engine import Engine
-    from streamline_core.webhooks import Hook
-
-__all__ = ["StepContext"]
+__all__ = ["StepContext", "StepServices"]
 
 log = logging.getLogger("streamline.run")
+
+
+class StepServices(Protocol):
+    """What a step context uses of the engine: one object per engine, shared by every step."""
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock."""
+        ...
+
+    async def emit(
+        self, name: str, *, run_id: str, step_id: str, data: Any, workflow_id: str
+    ) -> None:
+        """Emit a custom event to ``engine.on`` handlers and plugins."""
+        ...
+
+    async def heartbeat(self, run_id: str) -> None:
+        """Renew this worker's lease on ``run_id`` now."""
+        ...
 
 
 class StepContext:
@@ -33,19 +55,22 @@ class StepContext:
 
     def __init__(
         self,
-        engine: Engine,
+        services: StepServices,
         run: WorkflowRun,
         step_id: str,
         attempt: int,
         input_value: Any,
+        changes: dict[str, Any],
     ) -> None:
-        self._engine = engine
+        # ``changes`` belongs to the executor: the context keys this step set,
+        # written with the step's commit.
+        self._services = services
         self._run = run
         self._step_id = step_id
         self._attempt = attempt
         self._input = input_value
         self._context = dict(run.context)
-        self._changes: dict[str, Any] = {}
+        self._changes = changes
         self._hook_hash: str | None = None
         self._signal: asyncio.Event | None = None
 
@@ -140,6 +165,12 @@ class StepContext:
         self._context[key] = stored
         self._changes[key] = stored
 
+    def create_hook(self, reason: str | None = None) -> Hook:
+        """A hook whose token resumes this step's next ``wait`` (``create_hook(ctx)``)."""
+        hook = new_hook(self.run_id, self.step_id, reason)
+        self._hook_hash = hook.token_hash
+        return hook
+
     # --- suspension ----------------------------------------------------------------
 
     def _until(self, timeout: float | timedelta | None, what: str) -> Any:
@@ -148,7 +179,7 @@ class StepContext:
             return None
         if secs < 0:
             raise ValidationError(f"{what} must not be negative", run_id=self.run_id)
-        return self._engine.clock.now() + timedelta(seconds=secs)
+        return self._services.clock.now() + timedelta(seconds=secs)
 
     async def wait(
         self,
@@ -201,11 +232,11 @@ class StepContext:
 
     async def heartbeat(self) -> None:
         """Extend this worker's lease now (done automatically every lease/3)."""
-        await self._engine._heartbeat_now(self.run_id)
+        await self._services.heartbeat(self.run_id)
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Emit a custom event to ``engine.on`` handlers and plugins."""
-        await self._engine._emit(
+        await self._services.emit(
             event,
             run_id=self.run_id,
             step_id=self.step_id,

@@ -1,4 +1,7 @@
-"""Workflow definitions: steps, their options, and the validation that guards them.
+"""Step definitions: a step's options, and the validation that guards them.
+
+Definition layer: imports the model modules (and the step context, for the
+handler's type).
 
 A step value given by the user is a handler, a :class:`StepConfig`, or a dict
 with ``StepConfig``'s keys. Options left unset inherit the workflow's
@@ -15,6 +18,7 @@ from dataclasses import dataclass, field, fields
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
+from streamline_core._durations import seconds
 from streamline_core.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -35,17 +39,6 @@ Handler: TypeAlias = Callable[["StepContext"], Any]
 Backoff: TypeAlias = Literal["exponential", "linear", "fixed"] | float
 MAX_STEP_ID_LENGTH = 100
 _BACKOFFS = ("exponential", "linear", "fixed")
-
-
-def seconds(value: float | timedelta | None, what: str) -> float | None:
-    """A duration in seconds from a float or ``timedelta`` (``None`` stays ``None``)."""
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{what} must be seconds (a number) or a timedelta, got {value!r}")
-    return float(value)
 
 
 @dataclass(frozen=True)

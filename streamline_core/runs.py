@@ -1,17 +1,19 @@
-"""``engine.runs``: typed queries over an engine's runs (tenant-scoped when the engine is)."""
+"""``engine.runs``: typed queries over an engine's runs (tenant-scoped when the engine is).
+
+Façade layer: imports the runtime's client. It checks arguments and builds
+the typed ``RunQuery``; the client's reads run it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
+from streamline_core._runtime.client import Client
 from streamline_core.errors import ValidationError
 from streamline_core.run import TERMINAL_STATUSES, RunPage, RunStatus, WorkflowRun
 from streamline_core.store import RunQuery, SortKey
-
-if TYPE_CHECKING:
-    from streamline_core.engine import Engine
 
 __all__ = ["Runs"]
 
@@ -34,11 +36,11 @@ def _statuses(status: RunStatus | str | Sequence[RunStatus | str] | None) -> Any
 class Runs:
     """Queries over runs. Never accepts raw backend query documents."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, client: Client) -> None:
+        self._client = client
 
     def _tenant(self, tenant_id: str | None) -> str | None:
-        scoped = self._engine.tenant_id
+        scoped = self._client.rt.tenant_id
         if scoped is not None:
             if tenant_id is not None and tenant_id != scoped:
                 raise ValidationError(f"this engine is scoped to tenant {scoped!r}")
@@ -82,7 +84,7 @@ class Runs:
 
     async def get(self, run_id: str) -> WorkflowRun | None:
         """The run, or ``None`` (also for another tenant's run)."""
-        return await self._engine._get(run_id)
+        return await self._client.reads.get(run_id)
 
     async def resume(self, run_id: str, payload: Any = None) -> WorkflowRun:
         """Resume any workflow's run waiting on ``ctx.wait`` (for admin tools).
@@ -91,7 +93,7 @@ class Runs:
             WorkflowNotFoundError: unknown run.
             InvalidStateError: the run is not waiting on ``ctx.wait``.
         """
-        return await self._engine._resume(run_id, payload, None)
+        return await self._client.control.resume(run_id, payload, None)
 
     async def cancel(self, run_id: str, reason: str | None = None) -> WorkflowRun:
         """Cancel any workflow's active run (for admin tools).
@@ -100,7 +102,7 @@ class Runs:
             WorkflowNotFoundError: unknown run.
             InvalidStateError: the run already ended.
         """
-        return await self._engine._cancel(run_id, reason, None)
+        return await self._client.control.cancel(run_id, reason, None)
 
     async def find(
         self,
@@ -143,10 +145,7 @@ class Runs:
             limit=limit,
             cursor=cursor,
         )
-        try:
-            return await self._engine._io.find(query)
-        except ValueError as exc:
-            raise ValidationError(str(exc)) from None
+        return await self._client.reads.find(query)
 
     async def count(
         self,
@@ -170,7 +169,7 @@ class Runs:
             created_before=created_before,
             limit=None,
         )
-        return await self._engine._io.count(query)
+        return await self._client.reads.count(query)
 
     async def delete(
         self,
@@ -199,4 +198,4 @@ class Runs:
             updated_before=updated_before,
             limit=None,
         )
-        return await self._engine._io.delete(query)
+        return await self._client.reads.delete(query)

@@ -1,21 +1,21 @@
-"""``Workflow``: a registered definition and the operations on its runs."""
+"""``Workflow``: the façade over one registered workflow and the operations on its runs.
+
+Façade layer: imports the workflow spec and the runtime's client. It checks
+arguments and delegates: the spec owns the definition and what input
+becomes, the client's parts own the runs. It never sees the ``Engine``.
+"""
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, overload
 
-import pydantic
-
-from streamline_core._json import Unstorable, to_json_value
+from streamline_core._runtime.client import Client
 from streamline_core.definition import Handler, StepConfig, StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
 from streamline_core.run import WorkflowRun
-
-if TYPE_CHECKING:
-    from streamline_core.engine import Engine
+from streamline_core.workflow_spec import WorkflowSpec
 
 __all__ = ["Workflow"]
 
@@ -27,66 +27,46 @@ class Workflow:
     given as a dict, or added in order with the :meth:`step` decorator.
     """
 
-    def __init__(
-        self,
-        engine: Engine,
-        name: str,
-        steps: Mapping[str, Any] | None = None,
-        *,
-        context: Callable[[Any], Any] | Mapping[str, Any] | None = None,
-        version: str = "1",
-        defaults: StepDefaults | None = None,
-        input_model: type[Any] | None = None,
-    ) -> None:
-        if not isinstance(name, str) or not name.strip() or len(name) > 200:
-            raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
-        if not isinstance(version, str) or not version:
-            raise ValidationError(f"workflow version must be a non-empty string, got {version!r}")
-        if defaults is not None and not isinstance(defaults, StepDefaults):
-            raise ValidationError("defaults must be a StepDefaults")
-        if context is not None and not callable(context) and not isinstance(context, Mapping):
-            raise ValidationError("context must be a callable(input) -> dict, or a dict")
-        if input_model is not None and not (
-            isinstance(input_model, type) and issubclass(input_model, pydantic.BaseModel)
-        ):
-            raise ValidationError("input_model must be a pydantic model class")
-        if steps is not None and not isinstance(steps, Mapping):
-            raise ValidationError("steps must be a mapping of step id to handler")
-        self.engine = engine
-        self.name = name
-        self.version = version
-        self.defaults = defaults
-        self.input_model = input_model
-        self._context = context
-        self.steps: list[StepSpec] = []
-        for step_id, value in (steps or {}).items():
-            self._add(resolve_step(step_id, value, defaults))
-        if steps is not None and not self.steps:
-            raise ValidationError(f"workflow {name!r} has no steps")
+    def __init__(self, spec: WorkflowSpec, client: Client) -> None:
+        self.spec = spec
+        self._client = client
 
     def __repr__(self) -> str:
-        return f"<Workflow {self.name!r} v{self.version} steps={[s.step_id for s in self.steps]}>"
+        return f"<Workflow {self.name!r} v{self.version} steps={self.step_ids}>"
 
-    def _add(self, spec: StepSpec) -> None:
-        if any(s.step_id == spec.step_id for s in self.steps):
-            raise ValidationError(f"workflow {self.name!r}: duplicate step id {spec.step_id!r}")
-        self.steps.append(spec)
+    @property
+    def name(self) -> str:
+        """The workflow's name (``run.workflow_id``)."""
+        return self.spec.name
 
-    def same_definition(self, other: Workflow) -> bool:
-        """Same step ids in order, same handlers and options, same context and model."""
-        return (
-            self.name == other.name
-            and self.version == other.version
-            and len(self.steps) == len(other.steps)
-            and all(a.same_as(b) for a, b in zip(self.steps, other.steps, strict=True))
-            and self._context is other._context
-            and self.input_model is other.input_model
-        )
+    @property
+    def version(self) -> str:
+        """The definition version stored on each run."""
+        return self.spec.version
+
+    @property
+    def steps(self) -> list[StepSpec]:
+        """The resolved steps, in order."""
+        return self.spec.steps
 
     @property
     def step_ids(self) -> list[str]:
         """Step ids in execution order."""
-        return [s.step_id for s in self.steps]
+        return self.spec.step_ids
+
+    @property
+    def defaults(self) -> StepDefaults | None:
+        """Options applied to every step."""
+        return self.spec.defaults
+
+    @property
+    def input_model(self) -> type[Any] | None:
+        """The pydantic model validating ``start`` input, if any."""
+        return self.spec.input_model
+
+    def same_definition(self, other: Workflow) -> bool:
+        """Same step ids in order, same handlers and options, same context and model."""
+        return self.spec.same_as(other.spec)
 
     # --- decorator form ------------------------------------------------------------------
 
@@ -134,81 +114,12 @@ class Workflow:
                 retry_backoff=retry_backoff,
                 skip_if=skip_if,
             )
-            self._add(resolve_step(step_id, config, self.defaults))
+            self.spec.add(resolve_step(step_id, config, self.spec.defaults))
             return fn
 
         if handler is not None:
             return register(handler)
         return register
-
-    # --- inputs and context --------------------------------------------------------------
-
-    def _validate_input(self, value: Any) -> Any:
-        if not self.steps:
-            raise ValidationError(f"workflow {self.name!r} has no steps")
-        if self.input_model is not None:
-            try:
-                model = (
-                    value
-                    if isinstance(value, self.input_model)
-                    else self.input_model.model_validate(value)
-                )
-            except pydantic.ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
-                    for e in exc.errors()
-                )
-                raise ValidationError(
-                    f"input for workflow {self.name!r} is invalid: {problems}"
-                ) from None
-            return model.model_dump(mode="json")
-        try:
-            return to_json_value(value, "input")
-        except Unstorable as exc:
-            raise ValidationError(
-                f"input for workflow {self.name!r} is not JSON-compatible: {exc.type_name} at "
-                f"{exc.path}"
-            ) from None
-
-    def _input_for(self, stored: Any) -> Any:
-        if self.input_model is not None:
-            try:
-                return self.input_model.model_validate(stored)
-            except pydantic.ValidationError:
-                return stored
-        return stored
-
-    async def _build_context(self, stored_input: Any) -> dict[str, Any]:
-        ctx = self._context
-        if ctx is None:
-            return {}
-        if isinstance(ctx, Mapping):
-            value: Any = dict(ctx)
-        else:
-            try:
-                value = ctx(self._input_for(stored_input))
-                if inspect.isawaitable(value):
-                    value = await value
-            except Exception as exc:
-                raise ValidationError(
-                    f"workflow {self.name!r}: the context factory failed: {exc!r}"
-                ) from exc
-        if not isinstance(value, Mapping):
-            raise ValidationError(
-                f"workflow {self.name!r}: the context factory must return a dict, got "
-                f"{type(value).__name__}"
-            )
-        try:
-            out: dict[str, Any] = to_json_value(dict(value), "context")
-        except Unstorable as exc:
-            raise ValidationError(
-                f"workflow {self.name!r}: context is not JSON-compatible: {exc.type_name} at "
-                f"{exc.path}"
-            ) from None
-        for key in out:
-            if not key or "." in key or key.startswith("$"):
-                raise ValidationError(f"context key {key!r} may not contain '.' or start with '$'")
-        return out
 
     # --- operations ------------------------------------------------------------------------
 
@@ -231,19 +142,35 @@ class Workflow:
         Raises:
             ValidationError: invalid input, meta or definition; nothing is stored.
         """
-        return await self.engine._create_run(
-            self,
+        client = self._client
+        await client.autostart()
+        scoped = client.rt.tenant_id
+        if tenant_id is not None and scoped is not None and tenant_id != scoped:
+            raise ValidationError(
+                f"this engine is scoped to tenant {scoped!r}; cannot start a run "
+                f"for tenant {tenant_id!r}"
+            )
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise ValidationError(f"priority must be an int, got {priority!r}")
+        if idempotency_key is not None and (
+            not isinstance(idempotency_key, str) or not idempotency_key
+        ):
+            raise ValidationError("idempotency_key must be a non-empty string")
+        if start_at is not None and start_at.tzinfo is None:
+            raise ValidationError("start_at must be a timezone-aware datetime")
+        return await client.creation.create(
+            self.spec,
             input,
             meta=meta,
             idempotency_key=idempotency_key,
             priority=priority,
-            tenant_id=tenant_id,
+            tenant_id=scoped if scoped is not None else tenant_id,
             start_at=start_at,
         )
 
     async def execute(self, run_id: str) -> WorkflowRun:
         """Drive the run in this process until it suspends or ends; returns it as stored."""
-        return await self.engine._execute(run_id, self.name)
+        return await self._client.dispatcher.execute(run_id, self.name)
 
     async def resume(self, run_id: str, payload: Any = None) -> WorkflowRun:
         """Complete the ``ctx.wait`` step of a waiting run with ``payload``.
@@ -252,11 +179,11 @@ class Workflow:
             WorkflowNotFoundError: no such run of this workflow.
             InvalidStateError: the run is not waiting on ``ctx.wait``.
         """
-        return await self.engine._resume(run_id, payload, self.name)
+        return await self._client.control.resume(run_id, payload, self.name)
 
     async def get(self, run_id: str) -> WorkflowRun | None:
         """The run, or ``None`` (also for a run of another workflow)."""
-        return await self.engine._get(run_id, self.name)
+        return await self._client.reads.get(run_id, self.name)
 
     async def cancel(self, run_id: str, reason: str | None = None) -> WorkflowRun:
         """Cancel an active run; a step executing in this process is cancelled at once.
@@ -264,15 +191,15 @@ class Workflow:
         Raises:
             InvalidStateError: the run already ended.
         """
-        return await self.engine._cancel(run_id, reason, self.name)
+        return await self._client.control.cancel(run_id, reason, self.name)
 
     async def pause(self, run_id: str) -> WorkflowRun:
         """Pause: the run is never claimed until :meth:`unpause` (a running step still commits)."""
-        return await self.engine._set_paused(run_id, True, self.name)
+        return await self._client.control.set_paused(run_id, True, self.name)
 
     async def unpause(self, run_id: str) -> WorkflowRun:
         """Let a paused run be claimed again."""
-        return await self.engine._set_paused(run_id, False, self.name)
+        return await self._client.control.set_paused(run_id, False, self.name)
 
     async def rewind_to(self, run_id: str, step_id: str) -> WorkflowRun:
         """Re-run from ``step_id``: it and every later step are reset; earlier outputs stay.
@@ -280,7 +207,7 @@ class Workflow:
         Raises:
             StepNotFoundError: the run has no such step.
         """
-        return await self.engine._rewind(run_id, step_id, self.name)
+        return await self._client.control.rewind(run_id, step_id, self.name)
 
     async def wait_for(
         self,
@@ -305,10 +232,10 @@ class Workflow:
         Raises:
             TimeoutError: still active after ``timeout``.
         """
-        return await self.engine._wait_for(
+        return await self._client.reads.wait_for(
             run_id, self.name, timeout, poll_interval, suspended=suspended
         )
 
     async def shutdown(self) -> None:
         """Shut the engine down (see ``Engine.shutdown``)."""
-        await self.engine.shutdown()
+        await self._client.shutdown()

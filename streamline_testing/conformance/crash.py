@@ -175,17 +175,7 @@ class _FaultyStore:
         }
         engine = self.engine
         assert engine is not None
-        current = asyncio.current_task()
-        worker = engine._worker
-        tasks = [s.task for s in engine._inflight.values()]
-        tasks.append(engine._heartbeats.task)
-        if worker is not None:
-            tasks.append(worker._loop_task)
-            if worker._unsubscribe is not None:
-                worker._unsubscribe()
-        for task in tasks:
-            if task is not None and task is not current and not task.done():
-                task.cancel()
+        engine._abandon()
 
 
 def _model_output(kind: str, step_id: str) -> Any:
@@ -202,13 +192,13 @@ def _expected_executions(kind: str) -> int:
     return {"fail1": 2, "fail2": 3}.get(kind, 1)
 
 
-def _steps(shape: list[str], trace: _Trace) -> dict[str, Any]:
+def _steps(shape: list[str], trace: _Trace, worker: str) -> dict[str, Any]:
+    # Each engine registers its own handlers, so a handler knows which worker runs it.
     steps: dict[str, Any] = {}
     for i, kind in enumerate(shape):
         step_id = f"s{i}-{kind}"
 
         async def handler(ctx: StepContext, kind: str = kind) -> Any:
-            worker = ctx._engine.worker_id
             start = next(trace.seq)
             trace.starts.append((start, ctx.run_id, ctx.step_id, worker))
             if worker == "A":
@@ -264,7 +254,7 @@ async def _scenario(harness: StoreHarness, shapes: list[list[str]], plan: CrashP
             store, clock=clock, worker_id=worker, lease=LEASE, load_entry_point_plugins=False
         )
         for i, shape in enumerate(shapes):
-            e.workflow(f"shape-{i}", steps=_steps(shape, trace))
+            e.workflow(f"shape-{i}", steps=_steps(shape, trace, worker))
         engines.append(e)
         return e
 

@@ -46,23 +46,27 @@ async def test_two_engines_share_40_runs_and_every_step_runs_exactly_once(env: E
     executions: Counter[tuple[str, str]] = Counter()
     workers: Counter[str] = Counter()
 
-    def make(step: str) -> Any:
+    def make(step: str, worker: str) -> Any:
         async def handler(ctx: StepContext) -> str:
             executions[(ctx.run_id, step)] += 1
-            workers[ctx._engine.worker_id] += 1
+            workers[worker] += 1
             await asyncio.sleep(0)
             return step
 
         return handler
 
-    steps = {s: make(s) for s in ("one", "two", "three")}
+    def steps_of(worker: str) -> dict[str, Any]:
+        # Each engine registers its own handlers, so a handler knows which worker runs it.
+        return {s: make(s, worker) for s in ("one", "two", "three")}
+
+    steps = steps_of("client")
     client = env.engine()
     wf = client.workflow("shared", steps=steps)
     runs = [await wf.start({"i": i}) for i in range(40)]
     a = env.engine(worker_id="A", max_concurrent_runs=4)
     b = env.engine(worker_id="B", max_concurrent_runs=4)
-    a.workflow("shared", steps=steps)
-    b.workflow("shared", steps=steps)
+    a.workflow("shared", steps=steps_of("A"))
+    b.workflow("shared", steps=steps_of("B"))
     await asyncio.gather(a.start(), b.start())
     for _ in range(200):
         if await client.runs.count(status="done") == 40:
@@ -84,11 +88,13 @@ async def test_a_dead_workers_run_is_recovered_and_its_late_commit_is_fenced(env
         calls["one"] += 1
         return "1"
 
+    async def doomed_two(ctx: StepContext) -> str:
+        calls["two"] += 1
+        await gate.wait()
+        return "late"
+
     async def two(ctx: StepContext) -> str:
         calls["two"] += 1
-        if ctx._engine.worker_id == "doomed":
-            await gate.wait()
-            return "late"
         return "2"
 
     async def three(ctx: StepContext) -> str:
@@ -98,7 +104,7 @@ async def test_a_dead_workers_run_is_recovered_and_its_late_commit_is_fenced(env
     steps = {"one": one, "two": two, "three": three}
     doomed = env.engine(worker_id="doomed", lease=30)
     await doomed.start()
-    wf = doomed.workflow("crashy", steps=steps)
+    wf = doomed.workflow("crashy", steps={**steps, "two": doomed_two})
     run = await wf.start()
     await env.settle()
     assert calls == {"one": 1, "two": 1}

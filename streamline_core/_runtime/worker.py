@@ -1,4 +1,6 @@
-"""The worker loop: claim due runs, wake for near-due timers.
+"""``Worker``: the claim loop of a started engine — claim due runs, wake for near-due timers.
+
+Parts layer: imports the runtime and the dispatcher.
 
 Work is found three ways: immediately when something local becomes runnable
 (``wake``), on in-process timers for near-due sleeps and retries this process
@@ -14,12 +16,10 @@ import heapq
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING
 
+from streamline_core._runtime.dispatch import Dispatcher
+from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import DataCorruptionError, StoreError
-
-if TYPE_CHECKING:
-    from streamline_core.engine import Engine
 
 __all__ = ["Worker"]
 
@@ -32,8 +32,17 @@ MAX_TIMERS = 10_000
 class Worker:
     """The background tasks of a started engine."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        rt: Runtime,
+        dispatcher: Dispatcher,
+        min_poll_interval: float,
+        max_poll_interval: float,
+    ) -> None:
+        self._rt = rt
+        self._dispatcher = dispatcher
+        self.min_poll_interval = min_poll_interval
+        self.max_poll_interval = max_poll_interval
         self._wake = asyncio.Event()
         self._timers: list[datetime] = []
         self._loop_task: asyncio.Task[None] | None = None
@@ -47,12 +56,12 @@ class Worker:
         """Start the claim loop."""
         # A clock that announces its moves (FakeClock) replaces idle polling:
         # the worker polls each time time moves instead of every poll interval.
-        subscribe = getattr(self.engine.clock, "subscribe", None)
+        subscribe = getattr(self._rt.clock, "subscribe", None)
         self._unsubscribe = subscribe(self.wake) if callable(subscribe) else None
         self._loop_task = asyncio.create_task(self._run(), name="streamline:worker")
 
     async def stop(self) -> None:
-        """Stop claiming and heartbeating (in-flight runs are the engine's business)."""
+        """Stop claiming (in-flight runs are the dispatcher's business)."""
         self._stopping = True
         if self._unsubscribe is not None:
             self._unsubscribe()
@@ -62,13 +71,20 @@ class Worker:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
+    def abandon(self) -> list[asyncio.Task[None]]:
+        """Stop listening to the clock; the loop task, for a crash simulation to cancel."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        return [self._loop_task] if self._loop_task is not None else []
+
     def wake(self) -> None:
         """Claim now (something became runnable or a slot freed)."""
         self._wake.set()
 
     def add_timer(self, at: datetime) -> None:
         """Wake at ``at`` (a sleep or retry this process scheduled)."""
-        now = self.engine.clock.now()
+        now = self._rt.clock.now()
         if at <= now:
             self._wake.set()
         elif len(self._timers) < MAX_TIMERS:
@@ -78,58 +94,58 @@ class Worker:
     # --- claiming ------------------------------------------------------------------
 
     async def _claim_once(self) -> int:
-        eng = self.engine
-        free = eng.free_slots
-        registered = eng.registered_versions
+        rt = self._rt
+        free = rt.free_slots
+        registered = rt.registry.versions()
         if free <= 0 or not registered:
             return 0
         try:
-            runs = await eng._io.claim(
-                eng.worker_id, eng.clock.now(), eng.lease, free, registered, eng.tenant_id
+            runs = await rt.io.claim(
+                rt.worker_id, rt.clock.now(), rt.lease, free, registered, rt.tenant_id
             )
         except DataCorruptionError as exc:
-            await eng._report_corrupt(exc)
+            await rt.events.emit("engine:error", run_id=exc.run_id, error=exc)
             runs = list(getattr(exc, "claimed", None) or [])
         except StoreError as exc:
             self.store_failures += 1
-            eng.counters.store_errors += 1
-            await eng._emit("scheduler:error", error=exc)
+            rt.counters.store_errors += 1
+            await rt.events.emit("scheduler:error", error=exc)
             return 0
         self.store_failures = 0
-        await eng._take_claimed(runs)
+        await self._dispatcher.take_claimed(runs)
         return len(runs)
 
     async def _run(self) -> None:
-        eng = self.engine
+        rt = self._rt
         while not self._stopping:
             self._wake.clear()
             try:
                 claimed = await self._claim_once()
             except Exception as exc:  # never let the loop die
                 log.exception("worker loop failed")
-                await eng._emit("scheduler:error", error=exc)
+                await rt.events.emit("scheduler:error", error=exc)
                 claimed = 0
             self.idle_polls = 0 if claimed else self.idle_polls + 1
-            if claimed and eng.free_slots > 0:
+            if claimed and rt.free_slots > 0:
                 continue
-            delay = eng.plugins.poll_delay(
+            delay = rt.plugins.poll_delay(
                 {
                     "claimed": claimed,
                     "idle_polls": self.idle_polls,
-                    "in_flight": len(eng._inflight),
-                    "free_slots": eng.free_slots,
-                    "min_poll_interval": eng.min_poll_interval,
-                    "max_poll_interval": eng.max_poll_interval,
+                    "in_flight": len(rt.inflight),
+                    "free_slots": rt.free_slots,
+                    "min_poll_interval": self.min_poll_interval,
+                    "max_poll_interval": self.max_poll_interval,
                     "store_failures": self.store_failures,
                 }
             )
             if self.store_failures:
                 # Circuit breaker: a failing store is retried with exponential backoff.
-                delay = max(delay, min(30.0, eng.min_poll_interval * 2**self.store_failures))
+                delay = max(delay, min(30.0, self.min_poll_interval * 2**self.store_failures))
             elif self._unsubscribe is not None:
                 delay = float("inf")  # the clock wakes us whenever it moves
             self.poll_delay = delay
-            now = eng.clock.now()
+            now = rt.clock.now()
             while self._timers and self._timers[0] <= now:
                 heapq.heappop(self._timers)
                 delay = 0.0
@@ -144,7 +160,7 @@ class Worker:
             await self._sleep_or_wake(delay)
 
     async def _sleep_or_wake(self, delay: float) -> None:
-        sleeper = asyncio.ensure_future(self.engine.clock.sleep(delay))
+        sleeper = asyncio.ensure_future(self._rt.clock.sleep(delay))
         waker = asyncio.ensure_future(self._wake.wait())
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)

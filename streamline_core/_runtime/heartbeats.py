@@ -1,24 +1,22 @@
-"""Lease renewal for every run executing in this process (one task per engine).
+"""``Heartbeats``: lease renewal for every run executing in this process (one task per engine).
 
-Every ``lease/3`` the task renews the leases that no commit refreshed
-recently. A renewal that fails ``max_heartbeat_failures`` times in a row, that
-the store refuses (another worker owns the run), or that gets no answer before
-the lease runs out on this worker's clock stops the step: its task is
-cancelled and ``ctx.signal`` set, before anyone else may take the run. A
-renewal that reports ``cancelled`` stops it too.
+Parts layer: imports the runtime. Every ``lease/3`` the task renews the
+leases that no commit refreshed recently. A renewal that fails
+``max_heartbeat_failures`` times in a row, that the store refuses (another
+worker owns the run), or that gets no answer before the lease runs out on
+this worker's clock stops the step: its task is cancelled and ``ctx.signal``
+set, before anyone else may take the run. A renewal that reports
+``cancelled`` stops it too.
 """
 
 from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
+from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import LeaseLostError, StoreError
 from streamline_core.run import RunStatus
-
-if TYPE_CHECKING:
-    from streamline_core.engine import Engine
 
 __all__ = ["Heartbeats"]
 
@@ -26,8 +24,8 @@ __all__ = ["Heartbeats"]
 class Heartbeats:
     """The heartbeat task of one engine (started and client engines alike)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
         self.task: asyncio.Task[None] | None = None
 
     def ensure_running(self) -> None:
@@ -42,17 +40,33 @@ class Heartbeats:
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
 
+    async def beat_now(self, run_id: str) -> None:
+        """Renew the lease on ``run_id`` now (``ctx.heartbeat()``)."""
+        rt = self._rt
+        state = rt.inflight.get(run_id)
+        if state is None:
+            return
+        now = rt.clock.now()
+        try:
+            status = await rt.io.heartbeat(run_id, rt.worker_id, now, rt.lease)
+        except LeaseLostError:
+            state.interrupt("lease_lost")
+            return
+        state.lease_expires = now + timedelta(seconds=rt.lease)
+        if status == RunStatus.CANCELLED:
+            state.interrupt("cancelled")
+
     async def _run(self) -> None:
-        eng = self.engine
-        period = eng.lease / 3
-        while eng._inflight:
-            await eng.clock.sleep(period)
-            now = eng.clock.now()
-            for run_id, state in list(eng._inflight.items()):
+        rt = self._rt
+        period = rt.lease / 3
+        while rt.inflight:
+            await rt.clock.sleep(period)
+            now = rt.clock.now()
+            for run_id, state in list(rt.inflight.items()):
                 if state.task is None or state.task.done():
                     continue
                 remaining = (state.lease_expires - now).total_seconds()
-                if remaining > eng.lease - period:
+                if remaining > rt.lease - period:
                     continue  # a commit refreshed it recently
                 try:
                     status = await self._beat(run_id, now, remaining)
@@ -65,26 +79,26 @@ class Heartbeats:
                     state.interrupt("lease_lost")
                     continue
                 except StoreError as exc:
-                    eng.counters.store_errors += 1
+                    rt.counters.store_errors += 1
                     state.heartbeat_failures += 1
-                    await eng._emit("scheduler:error", run_id=run_id, error=exc)
+                    await rt.events.emit("scheduler:error", run_id=run_id, error=exc)
                     if (
-                        state.heartbeat_failures >= eng.max_heartbeat_failures
-                        or eng.clock.now() >= state.lease_expires
+                        state.heartbeat_failures >= rt.max_heartbeat_failures
+                        or rt.clock.now() >= state.lease_expires
                     ):
                         # Stop before anyone else may take the run over.
                         state.interrupt("lease_lost")
                     continue
                 state.heartbeat_failures = 0
-                state.lease_expires = now + timedelta(seconds=eng.lease)
+                state.lease_expires = now + timedelta(seconds=rt.lease)
                 if status == RunStatus.CANCELLED:
                     state.interrupt("cancelled")
 
     async def _beat(self, run_id: str, now: datetime, remaining: float) -> RunStatus:
         """One heartbeat, given up when the lease expires first (a hung store)."""
-        eng = self.engine
-        beat = asyncio.ensure_future(eng._io.heartbeat(run_id, eng.worker_id, now, eng.lease))
-        expiry = asyncio.ensure_future(eng.clock.sleep(max(0.0, remaining)))
+        rt = self._rt
+        beat = asyncio.ensure_future(rt.io.heartbeat(run_id, rt.worker_id, now, rt.lease))
+        expiry = asyncio.ensure_future(rt.clock.sleep(max(0.0, remaining)))
         try:
             await asyncio.wait({beat, expiry}, return_when=asyncio.FIRST_COMPLETED)
         finally:

@@ -1,0 +1,92 @@
+"""``Creation``: a new run — its input, meta and context made storable, stored, then started.
+
+Parts layer: imports the runtime and the dispatcher. The caller's input goes
+one way: the workflow spec validates it and builds the first context, this
+part assembles the run and creates it (leased to this worker when it can run
+it now, so the first step starts with no poll and no extra write), and the
+dispatcher drives it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from streamline_core._json import Unstorable, to_json_value
+from streamline_core._runtime.dispatch import Dispatcher
+from streamline_core._runtime.runtime import Runtime
+from streamline_core.errors import ValidationError
+from streamline_core.run import Lease, RunStatus, StepState, StepStatus, WorkflowRun, new_run_id
+from streamline_core.workflow_spec import WorkflowSpec
+
+__all__ = ["Creation"]
+
+
+class Creation:
+    """Creates runs for one runtime."""
+
+    def __init__(self, rt: Runtime, dispatcher: Dispatcher) -> None:
+        self._rt = rt
+        self._dispatcher = dispatcher
+
+    async def create(
+        self,
+        spec: WorkflowSpec,
+        input_value: Any,
+        *,
+        meta: Mapping[str, Any] | None,
+        idempotency_key: str | None,
+        priority: int,
+        tenant_id: str | None,
+        start_at: datetime | None,
+    ) -> WorkflowRun:
+        """Store a new run of ``spec`` (or return the active run holding ``idempotency_key``).
+
+        Arguments are checked by the caller; the input, meta and context are
+        checked here.
+
+        Raises:
+            ValidationError: input, meta or context is invalid; nothing is stored.
+        """
+        rt = self._rt
+        stored_input = spec.validate_input(input_value)
+        try:
+            stored_meta = to_json_value(dict(meta or {}), "meta")
+        except (Unstorable, TypeError, ValueError) as exc:
+            raise ValidationError(f"meta is not JSON-compatible: {exc}") from None
+        context = await spec.build_context(stored_input)
+        now = rt.clock.now()
+        due = now if start_at is None or start_at <= now else start_at
+        local = due == now and rt.can_take_locally()
+        first = spec.steps[0].step_id
+        steps = [StepState(step_id=s.step_id) for s in spec.steps]
+        if local:
+            steps[0] = StepState(step_id=first, status=StepStatus.RUNNING, started_at=now)
+        run = WorkflowRun(
+            id=new_run_id(now),
+            workflow_id=spec.name,
+            workflow_version=spec.version,
+            tenant_id=tenant_id,
+            status=RunStatus.RUNNING,
+            current_step_id=first,
+            steps=steps,
+            context=context,
+            input=stored_input,
+            next_run_at=due,
+            priority=priority,
+            lease=Lease(**rt.lease_value(now)) if local else None,
+            idempotency_key=idempotency_key,
+            meta=stored_meta,
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await rt.io.create(run)
+        if not created:
+            return stored
+        await rt.events.emit("workflow:started", run=stored, data={"input": stored_input})
+        if local:
+            self._dispatcher.dispatch(stored)
+        elif rt.worker is not None:
+            rt.worker.add_timer(due)
+        return stored

@@ -1,0 +1,184 @@
+"""``Dispatcher``: local execution — runs this worker leased go onto tasks, and come off.
+
+Parts layer: imports the runtime, reads, commits, the executor and
+heartbeats. It takes what a claim returned (dead-lettering runs whose
+workers kept dying), the runs a client write leased to this worker, and
+``Workflow.execute``; at shutdown it drains what is in flight and releases
+every lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import streamline_core._patches as P
+from streamline_core._runtime.commits import release_quietly
+from streamline_core._runtime.executor import Executor
+from streamline_core._runtime.heartbeats import Heartbeats
+from streamline_core._runtime.inflight import RunState
+from streamline_core._runtime.reads import Reads
+from streamline_core._runtime.runtime import Runtime
+from streamline_core.errors import (
+    ConflictError,
+    ErrorCode,
+    StoreError,
+    WorkflowNotFoundError,
+)
+from streamline_core.run import RunError, RunStatus, StepStatus, WorkflowRun
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """Puts runs leased to this worker on their own tasks."""
+
+    def __init__(
+        self, rt: Runtime, reads: Reads, executor: Executor, heartbeats: Heartbeats
+    ) -> None:
+        self._rt = rt
+        self._reads = reads
+        self._executor = executor
+        self._heartbeats = heartbeats
+
+    def dispatch(self, run: WorkflowRun) -> bool:
+        """Execute a run this worker has just leased, on its own task."""
+        rt = self._rt
+        spec = rt.registry.for_run(run)
+        if spec is None or run.id in rt.inflight:
+            return False
+        assert run.lease is not None
+        state = RunState(run=run, spec=spec, lease_expires=run.lease.expires_at)
+        rt.inflight[run.id] = state
+        state.task = asyncio.create_task(self._executor.drive(state), name=f"streamline:{run.id}")
+        # Client engines' `execute` holds leases too: heartbeats need no worker loop.
+        self._heartbeats.ensure_running()
+        return True
+
+    async def after_client_write(self, run: WorkflowRun) -> None:
+        """Run a run a client write just leased to this worker; otherwise wake local timers."""
+        rt = self._rt
+        if run.lease is not None and run.lease.owner == rt.worker_id and not run.is_terminal:
+            if not self.dispatch(run):
+                await release_quietly(rt, run)
+        else:
+            rt.wake()
+
+    async def take_claimed(self, runs: list[WorkflowRun]) -> None:
+        """Drive what a claim leased (or dead-letter it)."""
+        rt = self._rt
+        now = rt.clock.now()
+        for run in runs:
+            rt.counters.claims += 1
+            if run.next_run_at is not None:
+                lag = max(0.0, (now - run.next_run_at).total_seconds())
+                rt.counters.last_pickup_lag = lag
+                rt.counters.max_pickup_lag = max(rt.counters.max_pickup_lag, lag)
+            if run.recoveries > rt.max_recoveries and run.status == RunStatus.RUNNING:
+                await self._dead_letter(run)
+                continue
+            if rt.registry.for_run(run) is None:
+                # Only a store ignoring claim's versions gets here; the run stays
+                # leased until the lease expires, so nobody spins on it.
+                await rt.events.emit(
+                    "engine:error",
+                    run=run,
+                    error=WorkflowNotFoundError(
+                        f"run {run.id!r} needs workflow {run.workflow_id!r} version "
+                        f"{run.workflow_version!r}, which this worker does not have",
+                        run_id=run.id,
+                    ),
+                )
+                continue
+            idx = run.step_index(run.current_step_id) if run.current_step_id else -1
+            if (
+                run.status == RunStatus.RUNNING
+                and idx >= 0
+                and run.steps[idx].status == StepStatus.RUNNING
+            ):
+                rt.counters.recoveries += 1
+                await rt.events.emit(
+                    "workflow:recovered",
+                    run=run,
+                    step_id=run.current_step_id,
+                    data={"recoveries": run.recoveries},
+                )
+            self.dispatch(run)
+
+    async def _dead_letter(self, run: WorkflowRun) -> None:
+        rt = self._rt
+        error = RunError(
+            code=ErrorCode.DEAD_LETTERED.value,
+            message=(
+                f"run {run.id!r} was recovered {run.recoveries} times (max_recoveries="
+                f"{rt.max_recoveries}); its workers keep dying, so it is dead-lettered"
+            ),
+            step_id=run.current_step_id,
+        )
+        try:
+            done = await rt.io.transition(
+                run.id,
+                run.revision,
+                P.fail_run(run, error, now=rt.clock.now()),
+                owner=rt.worker_id,
+            )
+        except StoreError as exc:
+            await rt.events.emit("engine:error", run_id=run.id, error=exc)
+            return
+        rt.counters.dead_lettered += 1
+        await rt.events.ended(done)
+
+    async def execute(self, run_id: str, workflow_id: str | None) -> WorkflowRun:
+        """Drive the run here until it suspends or ends (``Workflow.execute``)."""
+        rt = self._rt
+        reads = self._reads
+        run = await reads.require(run_id, workflow_id)
+        state = rt.inflight.get(run.id)
+        if state is not None or run.is_terminal or run.paused:
+            return run
+        now = rt.clock.now()
+        if run.lease is not None and run.lease.expires_at > now and run.lease.owner != rt.worker_id:
+            return run
+        if run.next_run_at is None or run.next_run_at > now:
+            return run
+        if rt.registry.for_run(run) is None:
+            raise WorkflowNotFoundError(
+                f"workflow {run.workflow_id!r} version {run.workflow_version!r} is not "
+                "registered on this engine",
+                run_id=run.id,
+            )
+        patch: dict[str, Any] = {"lease": rt.lease_value(now)}
+        if run.lease is not None and run.status == RunStatus.RUNNING:
+            patch["recoveries"] = run.recoveries + 1
+        try:
+            leased = await rt.io.transition(run.id, run.revision, patch)
+        except ConflictError:
+            return await reads.require(run_id, workflow_id)
+        if not self.dispatch(leased):
+            return leased
+        state = rt.inflight.get(run.id)
+        if state is not None:
+            await state.done.wait()
+        return await reads.require(run_id, workflow_id)
+
+    async def drain(self, timeout: float) -> None:
+        """Let in-flight steps commit within ``timeout`` real seconds, cancel the rest,
+        and release every lease this worker still holds."""
+        rt = self._rt
+        states = list(rt.inflight.values())
+        if not states:
+            return
+        pending = {s.task for s in states if s.task is not None and not s.task.done()}
+        if pending:
+            _, still = await asyncio.wait(pending, timeout=timeout)
+            for s in states:
+                if s.task in still:
+                    s.interrupt("shutdown")
+            if still:
+                await asyncio.wait(still, timeout=5.0)
+        for s in states:
+            await release_quietly(rt, s.run)
+
+    def abandon(self) -> list[asyncio.Task[None]]:
+        """The tasks of every in-flight run, for a crash simulation to cancel (leases kept)."""
+        return [s.task for s in self._rt.inflight.values() if s.task is not None]

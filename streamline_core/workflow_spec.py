@@ -1,0 +1,184 @@
+"""``WorkflowSpec``: a workflow's definition — its name, version, steps, input and context.
+
+Definition layer: imports the model modules and :mod:`definition`. It owns
+what a run's input becomes: :meth:`WorkflowSpec.validate_input` turns the
+caller's value into the stored input, :meth:`WorkflowSpec.input_for` turns it
+back into what handlers see, and :meth:`WorkflowSpec.build_context` makes the
+run's first context. The engine's parts receive specs; the ``Workflow``
+façade wraps one.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pydantic
+
+from streamline_core._json import Unstorable, to_json_value
+from streamline_core.definition import StepDefaults, StepSpec, resolve_step
+from streamline_core.errors import ValidationError
+
+__all__ = ["WorkflowSpec"]
+
+ContextFactory = Callable[[Any], Any] | Mapping[str, Any]
+
+
+class WorkflowSpec:
+    """A validated workflow definition; steps may be added until it first runs.
+
+    Args:
+        name: Workflow id stored on every run.
+        steps: ``{step_id: handler | StepConfig | dict}`` in order, or ``None``
+            to add steps later with :meth:`add`.
+        context: ``context(input) -> dict`` (or a dict) building the run's context.
+        version: Definition version, stored on each run.
+        defaults: Options for every step.
+        input_model: A pydantic model that validates ``start`` input.
+
+    Raises:
+        ValidationError: The definition is invalid.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        steps: Mapping[str, Any] | None = None,
+        *,
+        context: ContextFactory | None = None,
+        version: str = "1",
+        defaults: StepDefaults | None = None,
+        input_model: type[Any] | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip() or len(name) > 200:
+            raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
+        if not isinstance(version, str) or not version:
+            raise ValidationError(f"workflow version must be a non-empty string, got {version!r}")
+        if defaults is not None and not isinstance(defaults, StepDefaults):
+            raise ValidationError("defaults must be a StepDefaults")
+        if context is not None and not callable(context) and not isinstance(context, Mapping):
+            raise ValidationError("context must be a callable(input) -> dict, or a dict")
+        if input_model is not None and not (
+            isinstance(input_model, type) and issubclass(input_model, pydantic.BaseModel)
+        ):
+            raise ValidationError("input_model must be a pydantic model class")
+        if steps is not None and not isinstance(steps, Mapping):
+            raise ValidationError("steps must be a mapping of step id to handler")
+        self.name = name
+        self.version = version
+        self.defaults = defaults
+        self.input_model = input_model
+        self.context = context
+        self.steps: list[StepSpec] = []
+        for step_id, value in (steps or {}).items():
+            self.add(resolve_step(step_id, value, defaults))
+        if steps is not None and not self.steps:
+            raise ValidationError(f"workflow {name!r} has no steps")
+
+    def __repr__(self) -> str:
+        return f"<WorkflowSpec {self.name!r} v{self.version} steps={self.step_ids}>"
+
+    def add(self, spec: StepSpec) -> None:
+        """Append a resolved step (its id must be new)."""
+        if any(s.step_id == spec.step_id for s in self.steps):
+            raise ValidationError(f"workflow {self.name!r}: duplicate step id {spec.step_id!r}")
+        self.steps.append(spec)
+
+    def same_as(self, other: WorkflowSpec) -> bool:
+        """Same step ids in order, same handlers and options, same context and model."""
+        return (
+            self.name == other.name
+            and self.version == other.version
+            and len(self.steps) == len(other.steps)
+            and all(a.same_as(b) for a, b in zip(self.steps, other.steps, strict=True))
+            and self.context is other.context
+            and self.input_model is other.input_model
+        )
+
+    @property
+    def step_ids(self) -> list[str]:
+        """Step ids in execution order."""
+        return [s.step_id for s in self.steps]
+
+    # --- what a run's input becomes ----------------------------------------------------
+
+    def validate_input(self, value: Any) -> Any:
+        """The stored (JSON) form of ``value``, validated by ``input_model`` when there is one.
+
+        Raises:
+            ValidationError: the workflow has no steps, or the input is invalid
+                or not JSON-compatible.
+        """
+        if not self.steps:
+            raise ValidationError(f"workflow {self.name!r} has no steps")
+        if self.input_model is not None:
+            try:
+                model = (
+                    value
+                    if isinstance(value, self.input_model)
+                    else self.input_model.model_validate(value)
+                )
+            except pydantic.ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'input'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise ValidationError(
+                    f"input for workflow {self.name!r} is invalid: {problems}"
+                ) from None
+            return model.model_dump(mode="json")
+        try:
+            return to_json_value(value, "input")
+        except Unstorable as exc:
+            raise ValidationError(
+                f"input for workflow {self.name!r} is not JSON-compatible: {exc.type_name} at "
+                f"{exc.path}"
+            ) from None
+
+    def input_for(self, stored: Any) -> Any:
+        """What handlers see as ``ctx.input``: an ``input_model`` instance when there is one."""
+        if self.input_model is not None:
+            try:
+                return self.input_model.model_validate(stored)
+            except pydantic.ValidationError:
+                return stored
+        return stored
+
+    async def build_context(self, stored_input: Any) -> dict[str, Any]:
+        """The run's first context, from the context factory (or dict) and the stored input.
+
+        Raises:
+            ValidationError: the factory failed, or returned something that is
+                not a dict of JSON values with plain keys.
+        """
+        factory = self.context
+        if factory is None:
+            return {}
+        if isinstance(factory, Mapping):
+            value: Any = dict(factory)
+        else:
+            try:
+                value = factory(self.input_for(stored_input))
+                if inspect.isawaitable(value):
+                    value = await value
+            except Exception as exc:
+                raise ValidationError(
+                    f"workflow {self.name!r}: the context factory failed: {exc!r}"
+                ) from exc
+        if not isinstance(value, Mapping):
+            raise ValidationError(
+                f"workflow {self.name!r}: the context factory must return a dict, got "
+                f"{type(value).__name__}"
+            )
+        try:
+            out: dict[str, Any] = to_json_value(dict(value), "context")
+        except Unstorable as exc:
+            raise ValidationError(
+                f"workflow {self.name!r}: context is not JSON-compatible: {exc.type_name} at "
+                f"{exc.path}"
+            ) from None
+        for key in out:
+            if not key or "." in key or key.startswith("$"):
+                raise ValidationError(f"context key {key!r} may not contain '.' or start with '$'")
+        return out
