@@ -27,15 +27,7 @@ from typing import Any, Self
 from streamline_core._event_bus import EventBus
 from streamline_core._plugins import PluginRelay
 from streamline_core._runtime.client import Client
-from streamline_core._runtime.control import Control
-from streamline_core._runtime.creation import Creation
-from streamline_core._runtime.delivery import Delivery
-from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.emitter import Emitter
-from streamline_core._runtime.executor import Executor
-from streamline_core._runtime.heartbeats import Heartbeats
-from streamline_core._runtime.outcomes import Outcomes
-from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.registry import Registry
 from streamline_core._runtime.runtime import Runtime
 from streamline_core._runtime.watchers import Watchers
@@ -155,21 +147,16 @@ class Engine:
             tenant_id=tenant_id,
         )
         self._rt = rt
-        reads = Reads(rt)
-        self._heartbeats = Heartbeats(rt)
-        executor = Executor(rt, Outcomes(rt), self._heartbeats.beat_now)
-        self._dispatcher = Dispatcher(rt, reads, executor, self._heartbeats)
-        control = Control(rt, reads, self._dispatcher)
-        self._client = Client(
-            rt=rt,
-            reads=reads,
-            creation=Creation(rt, self._dispatcher),
-            control=control,
-            delivery=Delivery(rt, reads, control, self._dispatcher),
-            dispatcher=self._dispatcher,
-            autostart=self._autostart,
-            shutdown=self.shutdown,
-        )
+        # Settings, read-only after construction (the parts read them from the runtime).
+        self.worker_id = rt.worker_id
+        self.lease = lease_s
+        self.max_concurrent_runs = max_concurrent_runs
+        self.max_recoveries = max_recoveries
+        self.max_heartbeat_failures = max_heartbeat_failures
+        self.tenant_id = tenant_id
+        self._client = Client.assemble(rt, autostart=self._autostart, shutdown=self.shutdown)
+        self._dispatcher = self._client.dispatcher
+        self._heartbeats = self._client.heartbeats
         self._worker: Worker | None = None
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self.runs = Runs(self._client)
@@ -180,36 +167,6 @@ class Engine:
         return f"<Engine {self.worker_id!r} {mode} store={self.store!r}>"
 
     # --- settings ------------------------------------------------------------------
-
-    @property
-    def worker_id(self) -> str:
-        """Lease owner name of this engine."""
-        return self._rt.worker_id
-
-    @property
-    def lease(self) -> float:
-        """Seconds a claim, commit or heartbeat holds a run."""
-        return self._rt.lease
-
-    @property
-    def max_concurrent_runs(self) -> int:
-        """Runs this worker executes at once."""
-        return self._rt.max_concurrent_runs
-
-    @property
-    def max_recoveries(self) -> int:
-        """Takeovers after which a run is dead-lettered."""
-        return self._rt.max_recoveries
-
-    @property
-    def max_heartbeat_failures(self) -> int:
-        """Failed lease renewals in a row that stop a running step."""
-        return self._rt.max_heartbeat_failures
-
-    @property
-    def tenant_id(self) -> str | None:
-        """The tenant every read and write is scoped to, if any."""
-        return self._rt.tenant_id
 
     @property
     def stopping(self) -> bool:

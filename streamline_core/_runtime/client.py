@@ -1,8 +1,9 @@
-"""``Client``: the parts the façades call, bundled once per engine.
+"""``Client``: the parts of one engine, built once over its runtime and bundled.
 
-Top of the runtime: imports the parts. ``Workflow`` and ``Runs`` hold a
-client instead of the engine; the engine builds it and supplies the two
-lifecycle calls that are its own (autostart and shutdown).
+Top of the runtime: imports the parts. :meth:`Client.assemble` is the one
+place that knows which part needs which; ``Workflow`` and ``Runs`` hold a
+client instead of the engine, and the engine supplies the two lifecycle
+calls that are its own (autostart and shutdown).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from streamline_core._runtime.control import Control
 from streamline_core._runtime.creation import Creation
 from streamline_core._runtime.delivery import Delivery
 from streamline_core._runtime.dispatch import Dispatcher
+from streamline_core._runtime.executor import Executor
+from streamline_core._runtime.heartbeats import Heartbeats
+from streamline_core._runtime.outcomes import Outcomes
 from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
 
@@ -30,7 +34,8 @@ class Client:
         creation: New runs.
         control: Resume, cancel, pause, rewind.
         delivery: Events to runs.
-        dispatcher: Local execution (``execute``).
+        dispatcher: Local execution (``execute``, claimed runs, drain).
+        heartbeats: Lease renewal of the runs in flight.
         autostart: Starts the engine's worker on the first ``start`` when it is
             configured to (a no-op otherwise).
         shutdown: The engine's shutdown.
@@ -42,5 +47,32 @@ class Client:
     control: Control
     delivery: Delivery
     dispatcher: Dispatcher
+    heartbeats: Heartbeats
     autostart: Callable[[], Awaitable[None]]
     shutdown: Callable[[], Awaitable[None]]
+
+    @classmethod
+    def assemble(
+        cls,
+        rt: Runtime,
+        *,
+        autostart: Callable[[], Awaitable[None]],
+        shutdown: Callable[[], Awaitable[None]],
+    ) -> Client:
+        """Build every part over ``rt``, each given exactly the parts it calls."""
+        reads = Reads(rt)
+        heartbeats = Heartbeats(rt)
+        executor = Executor(rt, Outcomes(rt), heartbeats.beat_now)
+        dispatcher = Dispatcher(rt, reads, executor, heartbeats)
+        control = Control(rt, reads, dispatcher)
+        return cls(
+            rt=rt,
+            reads=reads,
+            creation=Creation(rt, dispatcher),
+            control=control,
+            delivery=Delivery(rt, reads, control, dispatcher),
+            dispatcher=dispatcher,
+            heartbeats=heartbeats,
+            autostart=autostart,
+            shutdown=shutdown,
+        )
