@@ -47,6 +47,9 @@ Required operations
         stays leased (so no worker spins on it); after leasing the batch the
         store raises ``DataCorruptionError`` for the first such run, with the
         valid runs leased in the same call in its ``claimed`` attribute.
+        :mod:`streamline_core.claiming` implements the parts of this rule
+        that do not depend on the backend (the takeover test, the claim
+        order of the result, the corrupt-document report).
     ``transition(run_id, expected_revision, patch, owner=None) -> run``
         Compare-and-set. Apply ``patch`` only if the stored ``revision ==
         expected_revision`` and, when ``owner`` is given, ``lease.owner ==
