@@ -5,6 +5,7 @@ Model layer: imports only ``errors``.
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from streamline_core.errors import ValidationError
@@ -20,4 +21,10 @@ def seconds(value: float | timedelta | None, what: str) -> float | None:
         return value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValidationError(f"{what} must be seconds (a number) or a timedelta, got {value!r}")
-    return float(value)
+    try:
+        result = float(value)
+    except OverflowError:
+        result = math.inf
+    if not math.isfinite(result):
+        raise ValidationError(f"{what} must be a finite number of seconds, got {value!r}")
+    return result

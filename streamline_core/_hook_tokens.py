@@ -69,4 +69,6 @@ def run_id_of(token: object) -> str | None:
     """The run id a well-formed token names, or ``None`` for a malformed one."""
     if not isinstance(token, str) or not 16 <= len(token) <= 256 or "." not in token:
         return None
+    if not token.isascii():  # tokens we make are ASCII; anything else is a wrong token
+        return None
     return token.partition(".")[0]

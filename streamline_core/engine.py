@@ -24,6 +24,8 @@ from datetime import timedelta
 from types import TracebackType
 from typing import Any, Self
 
+import streamline_core._arguments as A
+from streamline_core._durations import seconds
 from streamline_core._event_bus import EventBus
 from streamline_core._plugins import PluginRelay
 from streamline_core._runtime.client import Client
@@ -80,7 +82,7 @@ class Engine:
 
     def __init__(
         self,
-        store: Store | str | None = None,
+        store: Store | str | os.PathLike[str] | None = None,
         *,
         plugins: Iterable[object] = (),
         clock: Clock | None = None,
@@ -95,24 +97,31 @@ class Engine:
         load_entry_point_plugins: bool = True,
         max_heartbeat_failures: int = 3,
     ) -> None:
-        lease_s = lease.total_seconds() if isinstance(lease, timedelta) else float(lease)
-        if lease_s <= 0:
+        lease_s = seconds(lease, "lease")
+        if lease_s is None or lease_s <= 0:
             raise ValidationError(f"lease must be positive, got {lease!r}")
-        if max_concurrent_runs < 1:
-            raise ValidationError("max_concurrent_runs must be >= 1")
-        if max_recoveries < 0:
-            raise ValidationError("max_recoveries must be >= 0")
-        if max_heartbeat_failures < 1:
-            raise ValidationError("max_heartbeat_failures must be >= 1")
-        if not 0 < min_poll_interval <= max_poll_interval:
+        A.integer(max_concurrent_runs, "max_concurrent_runs", low=1)
+        A.integer(max_recoveries, "max_recoveries", low=0)
+        A.integer(max_heartbeat_failures, "max_heartbeat_failures", low=1)
+        min_poll = seconds(min_poll_interval, "min_poll_interval") or 0.0
+        max_poll = seconds(max_poll_interval, "max_poll_interval") or 0.0
+        if not 0 < min_poll <= max_poll:
             raise ValidationError("need 0 < min_poll_interval <= max_poll_interval")
+        A.optional_text(tenant_id, "tenant_id")
+        A.optional_text(worker_id, "worker_id")
+        if isinstance(store, os.PathLike):
+            store = f"sqlite:///{os.fspath(store)}"  # a path is an SQLite database file
         self._owns_store = store is None or isinstance(store, str)
         self.store_url: str | None = None
         if store is None or isinstance(store, str):
             self.store_url = resolve_store_url(store)
             self.store: Store = store_from_url(self.store_url)
-        else:
+        elif isinstance(store, Store):
             self.store = store
+        else:
+            raise ValidationError(
+                f"store must be a Store, a store URL or a path, got {type(store).__name__}"
+            )
         self.clock: Clock = clock or SystemClock()
         tracker = IOTracker()
         # Under a clock that can settle (FakeClock), count store calls in flight so
@@ -122,8 +131,8 @@ class Engine:
         io: Store = (
             TrackedStore(self.store, tracker) if self._remove_settler is not None else self.store
         )
-        self.min_poll_interval = min_poll_interval
-        self.max_poll_interval = max_poll_interval
+        self.min_poll_interval = min_poll
+        self.max_poll_interval = max_poll
         self.autostart = autostart
         self._bus = EventBus()
         self.plugins = PluginRelay(plugins, load_entry_points=load_entry_point_plugins)
@@ -261,7 +270,10 @@ class Engine:
         Raises:
             WorkflowNotFoundError: ``run_id`` is unknown (or another tenant's).
         """
-        return await self._client.delivery.emit_event(name, data, run_id)
+        A.text(name, "event name")
+        return await self._client.delivery.emit_event(
+            name, data, None if run_id is None else A.run_id(run_id)
+        )
 
     async def resume_hook(self, token: str, payload: Any = None) -> WorkflowRun:
         """Resume the run waiting on hook ``token`` (see :func:`~streamline_core.resume_hook`).

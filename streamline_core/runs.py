@@ -10,6 +10,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
+import streamline_core._arguments as A
+from streamline_core._json import Unstorable, to_json_value
 from streamline_core._runtime.client import Client
 from streamline_core.errors import ValidationError
 from streamline_core.run import TERMINAL_STATUSES, RunPage, RunStatus, WorkflowRun
@@ -23,14 +25,30 @@ _SORTS = ("created_at", "-created_at", "updated_at", "-updated_at")
 def _statuses(status: RunStatus | str | Sequence[RunStatus | str] | None) -> Any:
     if status is None:
         return None
+    if not isinstance(status, (str, Sequence)) or isinstance(status, (bytes, bytearray)):
+        raise ValidationError(
+            f"status must be a status or a list of statuses, got {type(status).__name__}"
+        )
     try:
         if isinstance(status, str):
             return RunStatus(status)
         return tuple(RunStatus(s) for s in status)
-    except ValueError:
+    except (ValueError, TypeError):
         raise ValidationError(
-            f"unknown status {status!r}; expected {[s.value for s in RunStatus]}"
+            f"unknown status {status!r:.80}; expected {[s.value for s in RunStatus]}"
         ) from None
+
+
+def _filter(values: Mapping[str, Any] | None, what: str) -> dict[str, Any] | None:
+    """Field-equality filters: string keys, JSON values (matched as values, never operators)."""
+    if not A.mapping(values, what):
+        return None
+    assert values is not None
+    try:
+        out: dict[str, Any] = to_json_value(dict(values), what)
+    except Unstorable as exc:
+        raise ValidationError(f"{what} filter is not JSON-compatible: {exc}") from None
+    return out
 
 
 class Runs:
@@ -40,6 +58,7 @@ class Runs:
         self._client = client
 
     def _tenant(self, tenant_id: str | None) -> str | None:
+        A.optional_text(tenant_id, "tenant_id")
         scoped = self._client.rt.tenant_id
         if scoped is not None:
             if tenant_id is not None and tenant_id != scoped:
@@ -61,20 +80,21 @@ class Runs:
         limit: int | None = 50,
         cursor: str | None = None,
     ) -> RunQuery:
-        if sort not in _SORTS:
-            raise ValidationError(f"sort must be one of {_SORTS}, got {sort!r}")
-        if limit is not None and (isinstance(limit, bool) or not 1 <= limit <= 10_000):
-            raise ValidationError(f"limit must be between 1 and 10000, got {limit!r}")
-        for name, dt in (("created_after", created_after), ("created_before", created_before)):
-            if dt is not None and dt.tzinfo is None:
-                raise ValidationError(f"{name} must be timezone-aware")
+        if not isinstance(sort, str) or sort not in _SORTS:
+            raise ValidationError(f"sort must be one of {_SORTS}, got {sort!r:.60}")
+        if limit is not None:
+            A.integer(limit, "limit", low=1, high=10_000)
+        A.optional_aware_datetime(created_after, "created_after")
+        A.optional_aware_datetime(created_before, "created_before")
+        if cursor is not None and not isinstance(cursor, str):
+            raise ValidationError(f"cursor must be a string, got {type(cursor).__name__}")
         sort_key = cast(SortKey, sort)
         return RunQuery(
-            workflow_id=workflow_id,
+            workflow_id=A.names(workflow_id, "workflow_id"),
             status=_statuses(status),
             tenant_id=self._tenant(tenant_id),
-            meta=dict(meta) if meta else None,
-            context=dict(context) if context else None,
+            meta=_filter(meta, "meta"),
+            context=_filter(context, "context"),
             created_after=created_after,
             created_before=created_before,
             sort=sort_key,
@@ -84,7 +104,7 @@ class Runs:
 
     async def get(self, run_id: str) -> WorkflowRun | None:
         """The run, or ``None`` (also for another tenant's run)."""
-        return await self._client.reads.get(run_id)
+        return await self._client.reads.get(A.run_id(run_id))
 
     async def resume(self, run_id: str, payload: Any = None) -> WorkflowRun:
         """Resume any workflow's run waiting on ``ctx.wait`` (for admin tools).
@@ -93,7 +113,7 @@ class Runs:
             WorkflowNotFoundError: unknown run.
             InvalidStateError: the run is not waiting on ``ctx.wait``.
         """
-        return await self._client.control.resume(run_id, payload, None)
+        return await self._client.control.resume(A.run_id(run_id), payload, None)
 
     async def cancel(self, run_id: str, reason: str | None = None) -> WorkflowRun:
         """Cancel any workflow's active run (for admin tools).
@@ -102,7 +122,11 @@ class Runs:
             WorkflowNotFoundError: unknown run.
             InvalidStateError: the run already ended.
         """
-        return await self._client.control.cancel(run_id, reason, None)
+        return await self._client.control.cancel(
+            A.run_id(run_id),
+            A.reason(reason),
+            None,
+        )
 
     async def find(
         self,
@@ -185,14 +209,15 @@ class Runs:
         deleted: removing an active run under a worker would lose work.
         """
         statuses = _statuses(status)
+        if not statuses:
+            raise ValidationError("status must name at least one finished status to delete")
         listed = (statuses,) if isinstance(statuses, RunStatus) else statuses
         bad = [s.value for s in listed if s not in TERMINAL_STATUSES]
         if bad:
             raise ValidationError(f"only finished runs can be deleted, not {bad}")
-        if updated_before.tzinfo is None:
-            raise ValidationError("updated_before must be timezone-aware")
+        A.aware_datetime(updated_before, "updated_before")
         query = RunQuery(
-            workflow_id=workflow_id,
+            workflow_id=A.names(workflow_id, "workflow_id"),
             status=listed,
             tenant_id=self._tenant(tenant_id),
             updated_before=updated_before,

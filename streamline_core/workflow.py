@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, overload
 
+import streamline_core._arguments as A
 from streamline_core._runtime.client import Client
 from streamline_core.definition import Handler, StepConfig, StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
@@ -145,19 +146,16 @@ class Workflow:
         client = self._client
         await client.autostart()
         scoped = client.rt.tenant_id
+        A.optional_text(tenant_id, "tenant_id")
         if tenant_id is not None and scoped is not None and tenant_id != scoped:
             raise ValidationError(
                 f"this engine is scoped to tenant {scoped!r}; cannot start a run "
                 f"for tenant {tenant_id!r}"
             )
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise ValidationError(f"priority must be an int, got {priority!r}")
-        if idempotency_key is not None and (
-            not isinstance(idempotency_key, str) or not idempotency_key
-        ):
-            raise ValidationError("idempotency_key must be a non-empty string")
-        if start_at is not None and start_at.tzinfo is None:
-            raise ValidationError("start_at must be a timezone-aware datetime")
+        A.integer(priority, "priority")
+        A.optional_text(idempotency_key, "idempotency_key")
+        A.optional_aware_datetime(start_at, "start_at")
+        A.mapping(meta, "meta")
         return await client.creation.create(
             self.spec,
             input,
@@ -170,7 +168,7 @@ class Workflow:
 
     async def execute(self, run_id: str) -> WorkflowRun:
         """Drive the run in this process until it suspends or ends; returns it as stored."""
-        return await self._client.dispatcher.execute(run_id, self.name)
+        return await self._client.dispatcher.execute(A.run_id(run_id), self.name)
 
     async def resume(self, run_id: str, payload: Any = None) -> WorkflowRun:
         """Complete the ``ctx.wait`` step of a waiting run with ``payload``.
@@ -179,11 +177,11 @@ class Workflow:
             WorkflowNotFoundError: no such run of this workflow.
             InvalidStateError: the run is not waiting on ``ctx.wait``.
         """
-        return await self._client.control.resume(run_id, payload, self.name)
+        return await self._client.control.resume(A.run_id(run_id), payload, self.name)
 
     async def get(self, run_id: str) -> WorkflowRun | None:
         """The run, or ``None`` (also for a run of another workflow)."""
-        return await self._client.reads.get(run_id, self.name)
+        return await self._client.reads.get(A.run_id(run_id), self.name)
 
     async def cancel(self, run_id: str, reason: str | None = None) -> WorkflowRun:
         """Cancel an active run; a step executing in this process is cancelled at once.
@@ -191,15 +189,19 @@ class Workflow:
         Raises:
             InvalidStateError: the run already ended.
         """
-        return await self._client.control.cancel(run_id, reason, self.name)
+        return await self._client.control.cancel(
+            A.run_id(run_id),
+            A.reason(reason),
+            self.name,
+        )
 
     async def pause(self, run_id: str) -> WorkflowRun:
         """Pause: the run is never claimed until :meth:`unpause` (a running step still commits)."""
-        return await self._client.control.set_paused(run_id, True, self.name)
+        return await self._client.control.set_paused(A.run_id(run_id), True, self.name)
 
     async def unpause(self, run_id: str) -> WorkflowRun:
         """Let a paused run be claimed again."""
-        return await self._client.control.set_paused(run_id, False, self.name)
+        return await self._client.control.set_paused(A.run_id(run_id), False, self.name)
 
     async def rewind_to(self, run_id: str, step_id: str) -> WorkflowRun:
         """Re-run from ``step_id``: it and every later step are reset; earlier outputs stay.
@@ -207,7 +209,9 @@ class Workflow:
         Raises:
             StepNotFoundError: the run has no such step.
         """
-        return await self._client.control.rewind(run_id, step_id, self.name)
+        return await self._client.control.rewind(
+            A.run_id(run_id), A.text(step_id, "step_id"), self.name
+        )
 
     async def wait_for(
         self,
@@ -232,8 +236,13 @@ class Workflow:
         Raises:
             TimeoutError: still active after ``timeout``.
         """
+        if timeout is not None:
+            A.finite_seconds(float(A.number(timeout, "timeout")), "timeout")
+        A.finite_seconds(float(A.number(poll_interval, "poll_interval")), "poll_interval")
+        if poll_interval <= 0:
+            raise ValidationError(f"poll_interval must be positive, got {poll_interval!r}")
         return await self._client.reads.wait_for(
-            run_id, self.name, timeout, poll_interval, suspended=suspended
+            A.run_id(run_id), self.name, timeout, poll_interval, suspended=suspended
         )
 
     async def shutdown(self) -> None:

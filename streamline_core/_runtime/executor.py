@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import streamline_core._patches as P
-from streamline_core._json import Unstorable, to_json_value
+from streamline_core._json import MAX_DEPTH, Unstorable, to_json_value
 from streamline_core._runtime.commits import Dropped, Patch, commit
 from streamline_core._runtime.emitter import Emitter
 from streamline_core._runtime.inflight import RunState
@@ -209,8 +209,9 @@ class Executor:
         except Unstorable as exc:
             err = NonRetriableError(
                 f"step {spec.step_id!r} returned a value that cannot be stored: "
-                f"{exc.type_name} at {exc.path} (JSON-compatible values only: dict, list, str, "
-                "int, float, bool, None, or a pydantic model)",
+                f"{exc.type_name} at {exc.path} {exc.why or '(not JSON-compatible)'}; outputs "
+                "are JSON values (dict, list, str, int, float, bool, None, or a pydantic "
+                f"model), nested at most {MAX_DEPTH} levels, integers within 64 bits",
                 run_id=run.id,
                 step_id=spec.step_id,
             )
