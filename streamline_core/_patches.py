@@ -8,6 +8,7 @@ fresh read after a conflict.
 
 from __future__ import annotations
 
+import traceback
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,8 @@ __all__ = [
     "set_paused",
     "rewind_run",
     "add_to_mailbox",
+    "error_of",
+    "format_traceback",
 ]
 
 
@@ -202,11 +205,33 @@ def release(run: WorkflowRun, now: datetime) -> dict[str, Any]:
     return patch
 
 
+MAX_TRACEBACK = 8_000
+"""Characters of a traceback kept on a step's error: its start and the frames nearest the raise."""
+
+
+def format_traceback(exc: BaseException) -> str | None:
+    """``exc``'s traceback as text, bounded by :data:`MAX_TRACEBACK`; ``None`` if it has none."""
+    if exc.__traceback__ is None:
+        return None
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > MAX_TRACEBACK:
+        head = MAX_TRACEBACK // 5
+        tail = MAX_TRACEBACK - head
+        cut = len(text) - MAX_TRACEBACK
+        text = f"{text[:head]}\n... ({cut} characters left out) ...\n{text[-tail:]}"
+    # Valid text only: a message may hold anything, and every store must keep it.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_of(exc: BaseException, code: ErrorCode, step_id: str | None) -> RunError:
-    """A stored error record for ``exc``."""
+    """A stored error record for ``exc``, with its traceback."""
     message = str(exc) or type(exc).__name__
     return RunError(
-        code=code.value, message=message, step_id=step_id, details={"type": type(exc).__name__}
+        code=code.value,
+        message=message.encode("utf-8", "backslashreplace").decode("utf-8"),
+        step_id=step_id,
+        details={"type": type(exc).__name__},
+        traceback=format_traceback(exc),
     )
 
 
@@ -218,8 +243,10 @@ def cancel_run(run: WorkflowRun, reason: str | None, now: datetime) -> dict[str,
     """
     if run.is_terminal:
         raise InvalidStateError(f"run {run.id!r} is already {run.status.value}", run_id=run.id)
+    # The run no longer waits; the step's own record keeps what it waited for.
     return {
         "status": RunStatus.CANCELLED.value,
+        "wait": None,
         "error": RunError(
             code=ErrorCode.WORKFLOW_CANCELLED.value,
             message=reason or "cancelled",

@@ -26,6 +26,16 @@ log = logging.getLogger("streamline.plugins")
 DISABLE_ENV = "STREAMLINE_DISABLE_PLUGINS"
 
 
+def _describe(plugin: object, name: str) -> str:
+    """A plugin as people know it: its registered name, else its class or module."""
+    if name and not name.isdigit():  # pluggy names unnamed plugins by id()
+        return repr(name)
+    if inspect.ismodule(plugin):
+        return f"module {plugin.__name__!r}"
+    kind = type(plugin)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
 class PluginRelay:
     """Typed calls into one engine's plugin manager."""
 
@@ -91,7 +101,8 @@ class PluginRelay:
                 if inspect.iscoroutinefunction(impl.function):
                     self.pm.unregister(impl.plugin)
                     raise ValidationError(
-                        f"plugin {impl.plugin_name!r} implements {hook_name} as async; "
+                        f"plugin {_describe(impl.plugin, impl.plugin_name)} implements "
+                        f"{hook_name} as async; "
                         f"{hook_name} is a firstresult policy hook and must be a plain def"
                     )
 

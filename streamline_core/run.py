@@ -122,12 +122,17 @@ class WaitState(_Model):
 
 
 class RunError(_Model):
-    """Error recorded on a run or a step."""
+    """Error recorded on a run or a step.
+
+    ``traceback`` is the formatted traceback of the exception a step raised
+    (on the step's error; at most a few kB, the frames nearest the raise kept).
+    """
 
     code: str
     message: str
     step_id: str | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    traceback: str | None = None
 
 
 class StepState(_Model):

@@ -8,6 +8,7 @@ The boolean they return tells the executor whether to go on to the next step.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,8 @@ from streamline_core.errors import (
 from streamline_core.run import RunError, RunStatus, StepStatus, WaitState, WorkflowRun
 
 __all__ = ["Outcomes"]
+
+run_log = logging.getLogger("streamline.run")
 
 
 def goes_on(run: WorkflowRun) -> bool:
@@ -149,6 +152,17 @@ class Outcomes:
             else:
                 give_up_code = ErrorCode.MAX_RETRIES_EXCEEDED
         error = P.error_of(exc, code, spec.step_id)
+        run_log.log(
+            logging.WARNING if delay is not None else logging.ERROR,
+            "run %s step %r attempt %d failed (%s): %s",
+            run.id,
+            spec.step_id,
+            attempt,
+            "will retry" if delay is not None else "giving up",
+            error.message,
+            exc_info=exc,
+            extra={"run_id": run.id, "step_id": spec.step_id, "workflow_id": run.workflow_id},
+        )
         await rt.events.emit(
             "step:failed",
             run=run,

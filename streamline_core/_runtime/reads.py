@@ -62,6 +62,26 @@ class Reads:
         """Delete the matching runs; how many went."""
         return await self._rt.io.delete(query)
 
+    def _no_worker_hint(self, run: WorkflowRun) -> str:
+        """Why a due run nobody claimed is still waiting: most often, no worker runs."""
+        now = self._rt.clock.now()
+        unclaimed = run.lease is None or run.lease.expires_at <= now
+        due = run.next_run_at is not None and run.next_run_at <= now
+        if run.paused:
+            return "; it is paused (unpause it to let a worker claim it)"
+        if not (unclaimed and due):
+            return ""
+        here = (
+            "this engine is a worker"
+            if self._rt.started
+            else "this engine is a client (not started)"
+        )
+        return (
+            f"; it is due but no worker has claimed it ({here}): start a worker with "
+            "`async with engine`, `await engine.start()` or `streamline worker module:engine` "
+            "(in tests, the `worker_engine` fixture), registering the same workflow"
+        )
+
     async def wait_for(
         self,
         run_id: str,
@@ -93,6 +113,7 @@ class Reads:
                 if left <= 0:
                     raise TimeoutError(
                         f"run {run_id!r} is still {run.status.value} after {timeout}s"
+                        + self._no_worker_hint(run)
                     )
                 wait_s = min(wait_s, left)
             await self._rt.watchers.watch(run_id, wait_s)

@@ -340,3 +340,22 @@ async def test_a_rewind_during_a_commit_never_lands_the_old_result(env: Env, tar
     assert done.status == RunStatus.DONE
     assert done.steps[1].output == "fresh"
     assert calls == (["a", "b", "a", "b"] if target == "a" else ["a", "b", "b"])
+
+
+async def test_cancel_of_a_waiting_run_clears_its_wait_and_the_step_keeps_what_it_waited_for(
+    env: Env,
+) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("approve the order", {"order": 7})
+
+    async with env.engine() as engine:
+        wf = engine.workflow("approval", steps={"ask": ask, "ship": lambda ctx: "shipped"})
+        run = await wf.start()
+        waiting = await wf.wait_for(run.id, timeout=10, suspended=True)
+        assert waiting.wait is not None
+        cancelled = await wf.cancel(run.id, "customer changed their mind")
+    assert cancelled.status == RunStatus.CANCELLED
+    assert cancelled.wait is None
+    assert cancelled.steps[0].wait is not None
+    assert cancelled.steps[0].wait.reason == "approve the order"
+    assert cancelled.steps[1].status == StepStatus.PENDING

@@ -18,8 +18,11 @@ def test_an_async_firstresult_policy_is_refused_naming_the_hook() -> None:
         ) -> float:
             return 1.0
 
-    with pytest.raises(ValidationError, match="streamline_retry_delay"):
+    with pytest.raises(ValidationError, match="streamline_retry_delay") as err:
         Engine(InMemoryStore(), plugins=[AsyncPolicy()])
+    # Named by its class, never by pluggy's id() name for unnamed plugins.
+    assert "AsyncPolicy" in str(err.value)
+    assert str(id(AsyncPolicy)) not in str(err.value)
 
 
 def test_an_unknown_hook_is_refused() -> None:
