@@ -7,7 +7,7 @@ the run model, errors, hooks and helpers.
 from streamline_core.clock import Clock
 from streamline_core.context import StepContext
 from streamline_core.defaults import configure, create_workflow, default_engine
-from streamline_core.definition import StepConfig, StepDefaults
+from streamline_core.definition import Retry, StepConfig, StepDefaults
 from streamline_core.engine import Engine
 from streamline_core.errors import (
     ConflictError,
@@ -41,6 +41,7 @@ __all__ = [
     "StepContext",
     "StepConfig",
     "StepDefaults",
+    "Retry",
     "WorkflowRun",
     "StepState",
     "RunStatus",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Handler",
     "Backoff",
+    "Retry",
     "StepConfig",
     "StepDefaults",
     "StepSpec",
@@ -42,6 +43,33 @@ _BACKOFFS = ("exponential", "linear", "fixed")
 
 
 @dataclass(frozen=True)
+class Retry:
+    """A step's retry policy as a value: the declarative alternative to a retry plugin.
+
+    Give it as ``StepConfig(handler, retry=Retry(...))``, ``@wf.step(retry=...)``
+    or ``StepDefaults(retry=...)``. Unset fields inherit, as the other step
+    options do. A plugin's ``streamline_retry_delay`` still decides first;
+    this sets what the built-in backoff does.
+
+    Attributes:
+        attempts: Attempts including the first (1..20); default 3.
+        delay: Base delay before a retry, seconds or ``timedelta``; default 1.
+        backoff: ``"exponential"`` (default), ``"linear"``, ``"fixed"`` or a multiplier.
+        max_delay: The longest single delay, seconds or ``timedelta``; default 60.
+        jitter: Each delay is moved by up to ± this fraction (0..1); default 0.3.
+        non_retryable: Exception types that fail the step at once, as
+            ``NonRetriableError`` does (``STEP_FAILED``).
+    """
+
+    attempts: int | None = None
+    delay: float | timedelta | None = None
+    backoff: Backoff | None = None
+    max_delay: float | timedelta | None = None
+    jitter: float | None = None
+    non_retryable: tuple[type[BaseException], ...] = ()
+
+
+@dataclass(frozen=True)
 class StepDefaults:
     """Options applied to every step of a workflow unless the step sets its own.
 
@@ -50,12 +78,14 @@ class StepDefaults:
         timeout: Seconds (or timedelta) an attempt may run; ``None`` = no limit.
         retry_delay: Base delay in seconds before a retry.
         retry_backoff: ``"exponential"``, ``"linear"``, ``"fixed"`` or a float multiplier.
+        retry: A :class:`Retry` for every step (its fields fill what the others leave unset).
     """
 
     retries: int | None = None
     timeout: float | timedelta | None = None
     retry_delay: float | timedelta | None = None
     retry_backoff: Backoff | None = None
+    retry: Retry | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +108,7 @@ class StepConfig:
     retry_delay: float | timedelta | None = None
     retry_backoff: Backoff | None = None
     skip_if: Callable[[StepContext], Any] | None = None
+    retry: Retry | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +123,9 @@ class StepSpec:
     retry_backoff: Backoff = "exponential"
     skip_if: Callable[[StepContext], Any] | None = field(default=None, compare=False)
     is_async: bool = True
+    max_retry_delay: float = 60.0
+    retry_jitter: float = 0.3
+    non_retryable: tuple[type[BaseException], ...] = ()
 
     def same_as(self, other: StepSpec) -> bool:
         """Equal options and the very same callables."""
@@ -134,15 +168,21 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
     if value.skip_if is not None and not callable(value.skip_if):
         raise ValidationError(f"step {step_id!r}: skip_if must be callable")
     d = defaults or StepDefaults()
+    for where, holder in ((f"step {step_id!r}", value), ("defaults", d)):
+        _check_retry(where, holder)
+    own_retry = value.retry or Retry()
+    inherited_retry = d.retry or Retry()
 
-    def pick(name: str, fallback: Any) -> Any:
-        own = getattr(value, name)
-        if own is not None:
-            return own
-        inherited = getattr(d, name)
-        return fallback if inherited is None else inherited
+    def pick(name: str, fallback: Any, retry_name: str | None = None) -> Any:
+        candidates = [getattr(value, name)]
+        if retry_name:
+            candidates.append(getattr(own_retry, retry_name))
+        candidates.append(getattr(d, name))
+        if retry_name:
+            candidates.append(getattr(inherited_retry, retry_name))
+        return next((c for c in candidates if c is not None), fallback)
 
-    retries = pick("retries", 3)
+    retries = pick("retries", 3, "attempts")
     if isinstance(retries, bool) or not isinstance(retries, int) or not 1 <= retries <= 20:
         raise ValidationError(
             f"step {step_id!r}: retries must be an integer from 1 to 20, got {retries!r}"
@@ -150,11 +190,11 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
     timeout = seconds(pick("timeout", None), f"step {step_id!r}: timeout")
     if timeout is not None and timeout <= 0:
         raise ValidationError(f"step {step_id!r}: timeout must be positive, got {timeout!r}")
-    retry_delay = seconds(pick("retry_delay", 1.0), f"step {step_id!r}: retry_delay")
+    retry_delay = seconds(pick("retry_delay", 1.0, "delay"), f"step {step_id!r}: retry_delay")
     assert retry_delay is not None
     if retry_delay < 0:
         raise ValidationError(f"step {step_id!r}: retry_delay must be >= 0, got {retry_delay!r}")
-    backoff = pick("retry_backoff", "exponential")
+    backoff = pick("retry_backoff", "exponential", "backoff")
     if isinstance(backoff, bool) or not (
         backoff in _BACKOFFS or (isinstance(backoff, (int, float)) and backoff > 0)
     ):
@@ -162,6 +202,17 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
             f"step {step_id!r}: retry_backoff must be one of {_BACKOFFS} or a positive "
             f"multiplier, got {backoff!r}"
         )
+    max_delay = seconds(
+        own_retry.max_delay if own_retry.max_delay is not None else inherited_retry.max_delay,
+        f"step {step_id!r}: max_delay",
+    )
+    if max_delay is not None and max_delay < 0:
+        raise ValidationError(f"step {step_id!r}: max_delay must be >= 0, got {max_delay!r}")
+    jitter = own_retry.jitter if own_retry.jitter is not None else inherited_retry.jitter
+    if jitter is not None and (
+        isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1
+    ):
+        raise ValidationError(f"step {step_id!r}: jitter must be a fraction from 0 to 1")
     handler = value.handler
     is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
         getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
@@ -175,4 +226,25 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
         retry_backoff=cast(Backoff, backoff if isinstance(backoff, str) else float(backoff)),
         skip_if=value.skip_if,
         is_async=is_async,
+        max_retry_delay=60.0 if max_delay is None else max_delay,
+        retry_jitter=0.3 if jitter is None else float(jitter),
+        non_retryable=own_retry.non_retryable or inherited_retry.non_retryable,
     )
+
+
+def _check_retry(where: str, holder: StepConfig | StepDefaults) -> None:
+    retry = holder.retry
+    if retry is None:
+        return
+    if not isinstance(retry, Retry):
+        raise ValidationError(f"{where}: retry must be a Retry, got {type(retry).__name__}")
+    mixed = [
+        n for n in ("retries", "retry_delay", "retry_backoff") if getattr(holder, n) is not None
+    ]
+    if mixed:
+        raise ValidationError(f"{where}: give retry=Retry(...) or {', '.join(mixed)}, not both")
+    bad = [
+        t for t in retry.non_retryable if not (isinstance(t, type) and issubclass(t, BaseException))
+    ]
+    if not isinstance(retry.non_retryable, tuple) or bad:
+        raise ValidationError(f"{where}: Retry.non_retryable must be a tuple of exception types")

@@ -49,8 +49,14 @@ class BuiltinRetryPolicy:
     def streamline_retry_delay(
         self, run: Any, step: Any, config: Any, attempt: int, error: BaseException
     ) -> float:
-        """Backoff from the step's ``retry_delay`` and ``retry_backoff``."""
-        return backoff_delay(attempt, float(config.retry_delay), config.retry_backoff)
+        """Backoff from the step's ``retry_delay``, ``retry_backoff``, cap and jitter."""
+        return backoff_delay(
+            attempt,
+            float(config.retry_delay),
+            config.retry_backoff,
+            cap=float(getattr(config, "max_retry_delay", MAX_RETRY_DELAY)),
+            jitter=float(getattr(config, "retry_jitter", JITTER)),
+        )
 
 
 class BuiltinPollPolicy:

@@ -13,7 +13,14 @@ from typing import Any, overload
 
 import streamline_core._arguments as A
 from streamline_core._runtime.client import Client
-from streamline_core.definition import Handler, StepConfig, StepDefaults, StepSpec, resolve_step
+from streamline_core.definition import (
+    Handler,
+    Retry,
+    StepConfig,
+    StepDefaults,
+    StepSpec,
+    resolve_step,
+)
 from streamline_core.errors import ValidationError
 from streamline_core.run import WorkflowRun
 from streamline_core.workflow_spec import WorkflowSpec
@@ -86,6 +93,7 @@ class Workflow:
         retry_delay: float | timedelta | None = None,
         retry_backoff: Any = None,
         skip_if: Callable[[Any], Any] | None = None,
+        retry: Retry | None = None,
     ) -> Callable[[Handler], Handler]: ...
 
     def step(
@@ -99,6 +107,7 @@ class Workflow:
         retry_delay: float | timedelta | None = None,
         retry_backoff: Any = None,
         skip_if: Callable[[Any], Any] | None = None,
+        retry: Retry | None = None,
     ) -> Handler | Callable[[Handler], Handler]:
         """Add a step (in declaration order): ``@wf.step`` or ``@wf.step(retries=5, ...)``.
 
@@ -114,6 +123,7 @@ class Workflow:
                 retry_delay=retry_delay,
                 retry_backoff=retry_backoff,
                 skip_if=skip_if,
+                retry=retry,
             )
             self.spec.add(resolve_step(step_id, config, self.spec.defaults))
             return fn

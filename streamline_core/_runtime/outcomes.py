@@ -143,7 +143,9 @@ class Outcomes:
             code = exc.code
         else:
             code = ErrorCode.STEP_FAILED
-        final = isinstance(exc, (NonRetriableError, ValidationError))
+        final = isinstance(exc, (NonRetriableError, ValidationError)) or (
+            bool(spec.non_retryable) and isinstance(exc, spec.non_retryable)
+        )
         delay: float | None = None
         give_up_code = ErrorCode.STEP_FAILED
         if not final:

@@ -6,14 +6,20 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
+
 from streamline_core import (
     GIVE_UP,
+    Engine,
     ErrorCode,
     NonRetriableError,
+    Retry,
     RunStatus,
     StepConfig,
     StepContext,
+    StepDefaults,
     StepStatus,
+    ValidationError,
     hookimpl,
 )
 from streamline_core.retry import backoff_delay
@@ -212,3 +218,88 @@ async def test_a_retry_plugin_sets_the_delay(env: Env) -> None:
         await env.clock.advance(100)
         done = await wf.wait_for(run.id, timeout=10)
     assert done.output == "second"
+
+
+async def _retry_delays(env: Env, config: Any, failures: int) -> tuple[list[float], Any]:
+    """Fail the first ``failures`` attempts; the delays the run was rescheduled by, and the end."""
+    calls: list[int] = []
+
+    async def flaky(ctx: StepContext) -> str:
+        calls.append(ctx.attempt)
+        if ctx.attempt <= failures:
+            raise RuntimeError(f"attempt {ctx.attempt}")
+        return "ok"
+
+    delays: list[float] = []
+    async with env.engine() as engine:
+        engine.on("step:retry-scheduled")(lambda e: delays.append(e.data["delay"]))
+        wf = engine.workflow("flaky", steps={"flaky": {"handler": flaky, **config}})
+        run = await wf.start()
+        for _ in range(20):
+            await env.clock.advance(60)
+        done = await wf.wait_for(run.id, timeout=10)
+    return delays, done
+
+
+async def test_a_retry_policy_value_sets_attempts_delay_backoff_and_cap(env: Env) -> None:
+    retry = Retry(attempts=4, delay=10, backoff="exponential", max_delay=15, jitter=0)
+    delays, done = await _retry_delays(env, {"retry": retry}, failures=3)
+    assert delays == [10.0, 15.0, 15.0]
+    assert done.status == RunStatus.DONE
+    assert done.steps[0].attempts == 4
+
+
+async def test_a_retry_policy_gives_up_after_its_attempts(env: Env) -> None:
+    delays, done = await _retry_delays(env, {"retry": Retry(attempts=2, delay=1, jitter=0)}, 5)
+    assert delays == [1.0]
+    assert done.status == RunStatus.FAILED
+    assert done.error is not None and done.error.code == ErrorCode.MAX_RETRIES_EXCEEDED.value
+
+
+async def test_non_retryable_exception_types_fail_at_once(env: Env) -> None:
+    calls: list[int] = []
+
+    async def parse(ctx: StepContext) -> None:
+        calls.append(ctx.attempt)
+        raise ValueError("not a number")
+
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "parse",
+            steps={
+                "parse": StepConfig(parse, retry=Retry(attempts=5, non_retryable=(ValueError,)))
+            },
+        )
+        done = await wf.wait_for((await wf.start()).id, timeout=10)
+    assert calls == [1]
+    assert done.error is not None and done.error.code == ErrorCode.STEP_FAILED.value
+
+
+async def test_step_defaults_can_carry_the_retry_policy(env: Env) -> None:
+    engine = env.engine()
+    wf = engine.workflow(
+        "d",
+        steps={"a": lambda ctx: 1, "b": StepConfig(lambda ctx: 2, retries=5)},
+        defaults=StepDefaults(retry=Retry(attempts=2, delay=3, max_delay=4, jitter=0.1)),
+    )
+    a, b = wf.steps
+    assert (a.retries, a.retry_delay, a.max_retry_delay, a.retry_jitter) == (2, 3.0, 4.0, 0.1)
+    assert (b.retries, b.retry_delay) == (5, 3.0)  # its own retries win, the rest inherit
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        StepConfig(lambda ctx: 1, retries=2, retry=Retry(attempts=3)),
+        StepConfig(lambda ctx: 1, retry=Retry(non_retryable=(int,))),  # type: ignore[arg-type]
+        StepConfig(lambda ctx: 1, retry=Retry(jitter=1.5)),
+        StepConfig(lambda ctx: 1, retry=Retry(max_delay=-1)),
+        StepConfig(lambda ctx: 1, retry=Retry(attempts=0)),
+        StepConfig(lambda ctx: 1, retry=3),  # type: ignore[arg-type]
+    ],
+    ids=["mixed", "not an exception", "jitter", "max_delay", "attempts", "not a Retry"],
+)
+def test_invalid_retry_policies_are_refused(config: StepConfig) -> None:
+    engine = Engine("memory://", load_entry_point_plugins=False)
+    with pytest.raises(ValidationError):
+        engine.workflow("bad", steps={"a": config})

@@ -11,6 +11,7 @@ CORE = {
     "StepContext",
     "StepConfig",
     "StepDefaults",
+    "Retry",
     "WorkflowRun",
     "StepState",
     "RunStatus",
