@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
@@ -90,12 +90,15 @@ def memory_store() -> InMemoryStore:
 
 @pytest.fixture
 def engine(memory_store: InMemoryStore, fake_clock: FakeClock) -> Engine:
-    """An engine on ``memory_store`` and ``fake_clock`` (not started; entry-point plugins not loaded)."""
+    """An engine on ``memory_store`` and ``fake_clock``: a client, not started.
+
+    Entry-point plugins are not loaded.
+    """
     return Engine(memory_store, clock=fake_clock, load_entry_point_plugins=False)
 
 
 @pytest.fixture
-def worker_engine(request: pytest.FixtureRequest, engine: Engine) -> Iterator[Engine]:
+def worker_engine(request: pytest.FixtureRequest, engine: Engine) -> Engine:
     """``engine``, started for the test's body and shut down after it (``async def`` tests only)."""
     if not _ours(request.node):
         pytest.fail(
@@ -105,4 +108,4 @@ def worker_engine(request: pytest.FixtureRequest, engine: Engine) -> Iterator[En
             pytrace=False,
         )
     request.node.stash[_TO_START] = engine
-    yield engine
+    return engine

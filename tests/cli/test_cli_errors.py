@@ -348,3 +348,52 @@ async def greet_step(ctx: StepContext) -> str:
 
 async def wait_step(ctx: StepContext) -> None:
     await ctx.wait_for("approved")
+
+
+RO_PROBE = textwrap.dedent(
+    """
+    set -e
+    mount --bind -o ro "$SRC" "$RO"
+    cd "$RO/.."
+    DB="sqlite:///$RO/x.db"
+    for args in "runs list --store $DB" "runs show nope --store $DB" \\
+                "runs cancel nope --store $DB" "demo --store sqlite:///$RO/new.db"; do
+        "$PY" -m streamline_cli $args >out.txt 2>err.txt && code=0 || code=$?
+        echo "== $code $(tr '\\n' ' ' < out.txt) | $(tr '\\n' '~' < err.txt)"
+    done
+    """
+)
+
+
+def test_a_database_on_a_read_only_mount_can_be_inspected(tmp_path: Path, url: str) -> None:
+    import shutil
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    src, ro = tmp_path / "src", tmp_path / "ro"
+    src.mkdir()
+    ro.mkdir()
+    seed(f"sqlite:///{src / 'x.db'}")
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", RO_PROBE],
+        env={**os.environ, "SRC": str(src), "RO": str(ro), "PY": sys.executable, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        errors="replace",
+        timeout=120,
+        cwd=tmp_path,
+    )
+    if result.returncode != 0 and "mount" in result.stderr:
+        pytest.skip(f"cannot make a read-only mount here: {result.stderr.strip()}")
+    lines = [line for line in result.stdout.splitlines() if line.startswith("== ")]
+    assert len(lines) == 4, result.stdout + result.stderr
+    listed, shown, cancelled, demo = lines
+    assert listed.startswith("== 0 ") and "approval v1" in listed and "| " in listed
+    assert shown.startswith("== 1 ") and "'nope' not found~" in shown
+    assert cancelled.startswith("== 1 ")
+    assert (
+        f"cannot open SQLite database {ro}/x.db ({ro} is on a read-only file system)" in cancelled
+    )
+    assert demo.startswith("== 1 ")
+    assert f"{ro} is on a read-only file system" in demo
+    assert "Traceback" not in result.stdout
