@@ -1,30 +1,46 @@
 """``streamline`` command line (Typer + Rich).
 
-Exit codes: 0 success; 1 unknown run or a run in the wrong state; 2 usage
-error (bad JSON included). Errors are one readable line on stderr.
+Exit codes (the table in docs/cli.md): 0 success; 1 the command failed (an
+unknown run, workflow or database, a run in the wrong state, a store that
+cannot be reached, opened, read or written); 2 usage error (bad options or
+arguments, bad JSON, a malformed store URL or an unknown scheme, a
+MODULE:ATTRIBUTE that is not an Engine); 130 interrupted. Every error is one
+line on stderr, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, NoReturn, TypeVar
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from streamline_cli.render import run_detail, runs_table
+from streamline_cli._support import (
+    EXIT_USAGE,
+    CommandError,
+    StoreUse,
+    cli_errors,
+    fail,
+    load_engine,
+    parse_json,
+    store_url,
+)
+from streamline_cli.render import run_detail, run_json, runs_table
 from streamline_core import (
     Engine,
     Event,
-    InvalidStateError,
-    WorkflowError,
+    RunStatus,
+    StepContext,
+    Workflow,
     WorkflowNotFoundError,
+    WorkflowRun,
 )
 
 __all__ = ["app", "main"]
@@ -39,136 +55,381 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 runs_app = typer.Typer(help="Inspect and control runs.", no_args_is_help=True)
+events_app = typer.Typer(help="Send events to waiting runs.", no_args_is_help=True)
 app.add_typer(runs_app, name="runs")
+app.add_typer(events_app, name="events")
 
 console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
 
 StoreOption = Annotated[
     str | None,
     typer.Option(
         "--store",
         envvar="STREAMLINE_STORE",
-        help="Store URL (sqlite:///path.db, mongodb://host/db, memory://). "
+        show_envvar=False,
+        help="Store URL (sqlite:///path.db, mongodb://host/db). "
         "Default: $STREAMLINE_STORE, else sqlite:///./streamline.db.",
     ),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+AppOption = Annotated[
+    str,
+    typer.Option(
+        "--app",
+        metavar="MODULE:ATTRIBUTE",
+        help="Your Engine (or a factory), which registers the workflow definitions.",
+    ),
+]
+_STATUSES = [s.value for s in RunStatus]
 
 
-def _fail(message: str, code: int) -> NoReturn:
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
-    raise typer.Exit(code)
+def _version() -> str:
+    try:
+        return version("streamline")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "unknown"
 
 
-def _with_engine(store: str | None, action: Callable[[Engine], Awaitable[T]]) -> T:
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"streamline {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Durable workflows on the database you already run."""
+
+
+def _with_engine(store: str | None, use: StoreUse, action: Callable[[Engine], Awaitable[T]]) -> T:
+    """Run ``action`` on a client engine over the store, turning every error into one line."""
+    url = store_url(store, use)
+
     async def go() -> T:
-        try:
-            engine = Engine(store)
-        except WorkflowError as exc:
-            _fail(str(exc), 2)
+        engine = Engine(url)
         try:
             return await action(engine)
         finally:
             await engine.shutdown()
 
-    try:
+    with cli_errors(url):
         return asyncio.run(go())
-    except (WorkflowNotFoundError, InvalidStateError) as exc:
-        _fail(str(exc), 1)
-    except WorkflowError as exc:
-        _fail(f"{exc.code}: {exc}", 1)
+
+
+def _with_app(target: str, store: str | None, action: Callable[[Engine], Awaitable[T]]) -> T:
+    """Run ``action`` on the app's engine (a client: not started)."""
+    with cli_errors(store):
+        engine = load_engine(target, store=store)
+
+        async def go() -> T:
+            try:
+                return await action(engine)
+            finally:
+                await engine.shutdown()
+
+        return asyncio.run(go())
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+async def _require(engine: Engine, run_id: str) -> WorkflowRun:
+    run = await engine.runs.get(run_id)
+    if run is None:
+        raise WorkflowNotFoundError(f"run {run_id!r} not found")
+    return run
+
+
+async def _stand_in_step(ctx: StepContext) -> None:  # pragma: no cover - never executed
+    raise RuntimeError("the streamline CLI never executes steps")
+
+
+def _stand_in(engine: Engine, run: WorkflowRun) -> Workflow:
+    """A workflow handle for ``run`` on the CLI's client engine, which never executes steps.
+
+    ``pause``, ``unpause`` and ``rewind_to`` are ``Workflow`` methods; the
+    CLI has no app to take definitions from, so it registers one with the
+    run's step ids on its own unstarted engine (see the report: an
+    ``engine.runs`` form of these would make this unnecessary).
+    """
+    steps = {step.step_id: _stand_in_step for step in run.steps}
+    return engine.workflow(run.workflow_id, steps=steps, version=run.workflow_version)
+
+
+def _statuses(values: list[str] | None) -> list[str] | None:
+    if not values:
+        return None
+    chosen = [v.strip().lower() for value in values for v in value.split(",") if v.strip()]
+    unknown = [v for v in chosen if v not in _STATUSES]
+    if unknown:
+        fail(f"unknown status {unknown[0]!r} (one of {', '.join(_STATUSES)})", EXIT_USAGE)
+    return chosen
+
+
+# --- demo ---------------------------------------------------------------------------
 
 
 @app.command()
 def demo(
     store: Annotated[
         str | None,
-        typer.Option("--store", help="Store URL for the demo (default: a fresh SQLite file)."),
+        typer.Option(
+            "--store",
+            help="Store URL for the demo, shared by its worker processes "
+            "(default: a fresh SQLite file).",
+        ),
     ] = None,
 ) -> None:
     """Watch a run survive its worker being killed (SIGKILL) on embedded SQLite."""
     from streamline_cli.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(store, console)))
+    with cli_errors(store):
+        code = asyncio.run(run_demo(store, console))
+    raise typer.Exit(code)
+
+
+# --- runs ---------------------------------------------------------------------------
 
 
 @runs_app.command("list")
 def list_runs(
     store: StoreOption = None,
-    workflow: Annotated[str | None, typer.Option(help="Only this workflow.")] = None,
-    status: Annotated[str | None, typer.Option(help="Only this status.")] = None,
+    workflow: Annotated[
+        list[str] | None, typer.Option(help="Only this workflow (repeat for several).")
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help=f"Only this status (repeat, or comma-separate: done,failed). "
+            f"One of {', '.join(_STATUSES)}."
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10000, help="At most this many.")] = 50,
+    as_json: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
+    statuses = _statuses(status)
+    workflows = workflow or None
     page = _with_engine(
-        store, lambda e: e.runs.find(workflow_id=workflow, status=status, limit=limit)
+        store, "read", lambda e: e.runs.find(workflow_id=workflows, status=statuses, limit=limit)
     )
-    console.print(runs_table(page.items))
+    if as_json:
+        _print_json({"runs": [run_json(r) for r in page.items], "next_cursor": page.next_cursor})
+        return
+    if not page.items:
+        console.print("no runs")
+        return
+    console.print(runs_table(page.items, width=console.width))
     if page.next_cursor:
         console.print(f"[dim]more runs exist; raise --limit (now {limit})[/dim]")
 
 
 @runs_app.command("show")
-def show_run(run_id: str, store: StoreOption = None) -> None:
+def show_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    store: StoreOption = None,
+    as_json: JsonOption = False,
+) -> None:
     """Show a run's steps with status, attempts, timings and errors."""
-
-    async def get(engine: Engine) -> Any:
-        run = await engine.runs.get(run_id)
-        if run is None:
-            raise WorkflowNotFoundError(f"run {run_id!r} not found")
-        return run
-
-    console.print(run_detail(_with_engine(store, get)))
+    run = _with_engine(store, "read", lambda e: _require(e, run_id))
+    if as_json:
+        _print_json(run_json(run))
+    else:
+        console.print(run_detail(run))
 
 
 @runs_app.command("resume")
 def resume_run(
-    run_id: str,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     store: StoreOption = None,
     payload: Annotated[
-        str, typer.Option(help="JSON payload (the waiting step's output).")
+        str, typer.Option(metavar="JSON", help="JSON payload (the waiting step's output).")
     ] = "null",
 ) -> None:
     """Resume a run waiting on ctx.wait."""
-    try:
-        value = json.loads(payload)
-    except ValueError as exc:
-        _fail(f"--payload is not valid JSON: {exc}", 2)
-    run = _with_engine(store, lambda e: e.runs.resume(run_id, value))
+    value = parse_json("--payload", payload)
+    run = _with_engine(store, "write", lambda e: e.runs.resume(run_id, value))
     console.print(f"resumed {run.id}: now {run.status.value}")
 
 
 @runs_app.command("cancel")
 def cancel_run(
-    run_id: str,
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     store: StoreOption = None,
     reason: Annotated[str | None, typer.Option(help="Why (stored on the run).")] = None,
 ) -> None:
     """Cancel an active run."""
-    run = _with_engine(store, lambda e: e.runs.cancel(run_id, reason))
+    run = _with_engine(store, "write", lambda e: e.runs.cancel(run_id, reason))
     console.print(f"cancelled {run.id}")
 
 
-def _load_engine(target: str) -> Engine:
-    module_name, _, attr = target.partition(":")
-    if not module_name or not attr:
-        _fail(f"expected MODULE:ATTRIBUTE (e.g. app.workers:engine), got {target!r}", 2)
-    sys.path.insert(0, ".")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        _fail(f"cannot import {module_name!r}: {exc}", 2)
-    engine = getattr(module, attr, None)
-    if callable(engine) and not isinstance(engine, Engine):
-        engine = engine()
-    if not isinstance(engine, Engine):
-        _fail(f"{target!r} is not a streamline Engine", 2)
-    return engine
+@runs_app.command("pause")
+def pause_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
+) -> None:
+    """Pause an active run: no worker claims it until unpause (a running step still commits)."""
+
+    async def go(engine: Engine) -> WorkflowRun:
+        return await _stand_in(engine, await _require(engine, run_id)).pause(run_id)
+
+    run = _with_engine(store, "write", go)
+    console.print(f"paused {run.id} ({run.status.value})")
+
+
+@runs_app.command("unpause")
+def unpause_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
+) -> None:
+    """Let a paused run be claimed again."""
+
+    async def go(engine: Engine) -> WorkflowRun:
+        return await _stand_in(engine, await _require(engine, run_id)).unpause(run_id)
+
+    run = _with_engine(store, "write", go)
+    console.print(f"unpaused {run.id} ({run.status.value})")
+
+
+@runs_app.command("rewind")
+def rewind_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
+    step: Annotated[
+        str, typer.Option("--step", help="Re-run from this step (it and later steps are reset).")
+    ],
+    store: StoreOption = None,
+) -> None:
+    """Re-run a run (in any status) from a step; earlier outputs stay."""
+
+    async def go(engine: Engine) -> WorkflowRun:
+        return await _stand_in(engine, await _require(engine, run_id)).rewind_to(run_id, step)
+
+    run = _with_engine(store, "write", go)
+    console.print(f"rewound {run.id} to step {step!r}: now {run.status.value}")
+
+
+@runs_app.command("delete")
+def delete_run(
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
+) -> None:
+    """Delete a finished (done, failed or cancelled) run."""
+
+    async def go(engine: Engine) -> int:
+        run = await _require(engine, run_id)
+        if not run.is_terminal:
+            raise CommandError(
+                f"run {run_id!r} is {run.status.value}; only finished runs can be deleted "
+                "(cancel it first)"
+            )
+        # engine.runs.delete filters by status and age only; the store's own
+        # delete takes the run id (see the report).
+        from streamline_core.store import RunQuery
+
+        return await engine.store.delete(
+            RunQuery(run_ids=[run.id], status=run.status, tenant_id=run.tenant_id, limit=None)
+        )
+
+    deleted = _with_engine(store, "write", go)
+    if deleted != 1:
+        fail(f"run {run_id!r} changed while being deleted; nothing was deleted")
+    console.print(f"deleted {run_id}")
+
+
+@runs_app.command("start")
+def start_run(
+    workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],
+    app_target: AppOption,
+    input_json: Annotated[
+        str, typer.Option("--input", metavar="JSON", help="The run's input, as JSON.")
+    ] = "null",
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Return the active run with this key instead of a new one.")
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL for an app that builds Engine() (sets $STREAMLINE_STORE).",
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a run of WORKFLOW; a worker (streamline worker) executes it."""
+    value = parse_json("--input", input_json)
+
+    async def go(engine: Engine) -> WorkflowRun:
+        return await engine.get_workflow(workflow).start(value, idempotency_key=idempotency_key)
+
+    run = _with_app(app_target, store, go)
+    if as_json:
+        _print_json(run_json(run))
+    else:
+        console.print(f"started {run.id} ({run.workflow_id} v{run.workflow_version})")
+
+
+# --- events -------------------------------------------------------------------------
+
+
+@events_app.command("emit")
+def emit_event(
+    name: Annotated[str, typer.Argument(metavar="NAME")],
+    data: Annotated[str, typer.Option(metavar="JSON", help="The event's data, as JSON.")] = "null",
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            metavar="RUN_ID",
+            help="Only this run (kept in its mailbox if it is not waiting yet).",
+        ),
+    ] = None,
+    store: StoreOption = None,
+    app_target: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            metavar="MODULE:ATTRIBUTE",
+            help="Your Engine, for workflows an event starts (triggers).",
+        ),
+    ] = None,
+) -> None:
+    """Emit an event: resume the runs waiting for it (ctx.wait_for)."""
+    value = parse_json("--data", data)
+
+    async def go(engine: Engine) -> int:
+        return await engine.emit_event(name, value, run_id=run)
+
+    if app_target is not None:
+        resumed = _with_app(app_target, store, go)
+    else:
+        resumed = _with_engine(store, "write", go)
+    console.print(f"emitted {name!r}: {resumed} run(s) resumed")
+
+
+# --- worker -------------------------------------------------------------------------
 
 
 @app.command()
 def worker(
-    target: Annotated[str, typer.Argument(help="MODULE:ATTRIBUTE of your Engine (or a factory).")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODULE:ATTRIBUTE", help="Your Engine (or a function that returns one)."
+        ),
+    ],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Store URL for an app that builds Engine() (sets $STREAMLINE_STORE; "
+            "the database is created if missing).",
+        ),
+    ] = None,
     drain_timeout: Annotated[
         float, typer.Option(help="Seconds in-flight steps get to finish on SIGTERM/SIGINT.")
     ] = 30.0,
@@ -182,7 +443,10 @@ def worker(
     Logs one key=value line per lifecycle event and a periodic status line
     (claims, in flight, completed, failed, retries, recoveries, pickup lag).
     """
-    engine = _load_engine(target)
+    if store is not None:
+        store = store_url(store, "create")
+    with cli_errors(store):
+        engine = load_engine(target, store=store)
     log = logging.getLogger("streamline.worker")
     logging.basicConfig(
         level=logging.INFO,
@@ -220,8 +484,9 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         await engine.start()
         log.info(
-            "started worker=%s workflows=%s",
+            "started worker=%s store=%s workflows=%s",
             engine.worker_id,
+            engine.store_url or type(engine.store).__name__,
             ",".join(sorted(engine.workflow_names)),
         )
         while not stop.is_set():
@@ -233,7 +498,8 @@ def worker(
         await engine.shutdown(timeout=drain_timeout)
         log.info("stopped; leases released; %s", status_line())
 
-    asyncio.run(serve())
+    with cli_errors(engine.store_url):
+        asyncio.run(serve())
 
 
 def main() -> None:

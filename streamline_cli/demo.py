@@ -25,6 +25,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from streamline_cli._support import (
+    EXIT_USAGE,
+    CommandError,
+    shared_across_processes,
+    store_label,
+)
 from streamline_cli.demo_app import register
 from streamline_cli.render import run_detail
 from streamline_core import Engine, RunStatus, WorkflowRun
@@ -113,6 +119,26 @@ async def _spawn(demo: _Demo, name: str) -> asyncio.subprocess.Process:
     return proc
 
 
+async def _until(
+    event: asyncio.Event, proc: asyncio.subprocess.Process, timeout: float, what: str
+) -> None:
+    """Wait for ``event``; fail in one line if ``proc`` exits or ``timeout`` passes first."""
+    waiter = asyncio.ensure_future(event.wait())
+    exited = asyncio.ensure_future(proc.wait())
+    try:
+        done, _ = await asyncio.wait(
+            {waiter, exited}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        waiter.cancel()
+        exited.cancel()
+    if waiter in done:
+        return
+    if exited in done:
+        raise CommandError(f"a demo worker exited (code {proc.returncode}) before {what}")
+    raise CommandError(f"no demo worker got to {what} within {timeout:.0f} s")
+
+
 async def _all_done(engine: Engine, ids: list[str]) -> list[WorkflowRun]:
     runs = []
     for run_id in ids:
@@ -123,16 +149,52 @@ async def _all_done(engine: Engine, ids: list[str]) -> list[WorkflowRun]:
 
 
 async def run_demo(store_url: str | None = None, console: Console | None = None) -> int:
-    """Run the demo; returns the process exit code."""
+    """Run the demo; returns the process exit code.
+
+    Args:
+        store_url: A store its worker processes can share (default: a fresh
+            SQLite file in a temporary directory).
+        console: Where the timeline goes.
+
+    Raises:
+        CommandError: The store cannot be shared across processes (exit 2),
+            or a worker died or stalled before the demo could go on.
+        WorkflowError: The store cannot be opened or written.
+    """
     console = console or Console(highlight=False)
     tmp = None
     if store_url is None:
         tmp = tempfile.mkdtemp(prefix="streamline-demo-")
         store_url = f"sqlite:///{Path(tmp) / 'demo.db'}"
+    elif not shared_across_processes(store_url):
+        raise CommandError(
+            f"the demo runs its workers in other processes, which cannot share {store_url}; "
+            "use a sqlite:///path.db or mongodb://host/db store",
+            EXIT_USAGE,
+        )
+    client = Engine(store_url, load_entry_point_plugins=False)
+    procs: list[asyncio.subprocess.Process] = []
+    try:
+        return await _run(client, store_url, console, procs, temporary=tmp is not None)
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+        await client.shutdown()
+
+
+async def _run(
+    client: Engine,
+    store_url: str,
+    console: Console,
+    procs: list[asyncio.subprocess.Process],
+    *,
+    temporary: bool,
+) -> int:
     demo = _Demo(console, store_url)
     console.rule("[bold]Streamline durability demo")
-    console.print(f"store: [bold]{store_url}[/bold] (SQLite, synchronous=FULL)\n")
-    client = Engine(store_url, load_entry_point_plugins=False)
+    console.print(f"store: [bold]{store_url}[/bold] ({store_label(store_url)})\n")
     wfs = register(client)
     runs = {
         "order": await wfs["order"].start({"order": "A-1001", "amount": 42}),
@@ -145,7 +207,8 @@ async def run_demo(store_url: str | None = None, console: Console | None = None)
         demo.say("you", f"started [bold]{label}[/bold] ({run.workflow_id}, run {run.id[-8:]})")
 
     worker1 = await _spawn(demo, "worker-1")
-    await asyncio.wait_for(demo.charge_started.wait(), 30)
+    procs.append(worker1)
+    await _until(demo.charge_started, worker1, 30, "step 'charge' of the order")
     await asyncio.sleep(0.4)
     os.kill(worker1.pid, signal.SIGKILL)
     await worker1.wait()
@@ -154,6 +217,7 @@ async def run_demo(store_url: str | None = None, console: Console | None = None)
         f"[bold red]SIGKILL worker-1 (pid {worker1.pid}) in the middle of step 'charge'[/bold red]",
     )
     worker2 = await _spawn(demo, "worker-2")
+    procs.append(worker2)
     demo.say("demo", f"worker-2 takes over runs whose lease ({LEASE:.0f}s) has expired")
 
     async def approve() -> None:
@@ -178,7 +242,6 @@ async def run_demo(store_url: str | None = None, console: Console | None = None)
         await asyncio.wait_for(worker2.wait(), 10)
     except TimeoutError:
         worker2.kill()
-    await client.shutdown()
 
     console.print()
     summary = Table(title="Every run finished after the crash", title_justify="left")
@@ -197,7 +260,7 @@ async def run_demo(store_url: str | None = None, console: Console | None = None)
         "(the kill interrupted it: steps are at-least-once, commits exactly-once — use "
         "ctx.idempotency_key() for the payment API), 'ship' ran once."
     )
-    if tmp:
+    if temporary:
         console.print(
             f"[dim]The run history stays in {store_url}; inspect it with "
             f"`streamline runs list --store {store_url}`.[/dim]"

@@ -4,6 +4,8 @@ Public API (see API.md): :class:`Engine`, :class:`Workflow`, :class:`StepContext
 the run model, errors, hooks and helpers.
 """
 
+import logging
+
 from streamline_core.clock import Clock
 from streamline_core.context import StepContext
 from streamline_core.defaults import configure, create_workflow, default_engine
@@ -34,6 +36,10 @@ from streamline_core.store import Store
 from streamline_core.waits import WaitResolution, get_wait_resolution
 from streamline_core.webhooks import Hook, HookResumeResult, create_hook, resume_hook
 from streamline_core.workflow import Workflow
+
+# A library logs, the application decides where it goes: without this, Python's
+# last-resort handler would print step failures to stderr of apps that set up no logging.
+logging.getLogger("streamline").addHandler(logging.NullHandler())
 
 __all__ = [
     "Engine",

@@ -12,9 +12,12 @@ database written by a newer release is refused rather than misread.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from pathlib import Path
+from urllib.parse import quote
 
-from streamline_core.errors import StoreUnavailableError
+from streamline_core.errors import DataCorruptionError, StoreUnavailableError, WorkflowError
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -22,6 +25,8 @@ __all__ = [
     "check_sqlite_version",
     "connect",
     "ensure_schema",
+    "explain_open_failure",
+    "prepare_path",
 ]
 
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
@@ -116,7 +121,7 @@ def check_sqlite_version() -> None:
 
 
 def connect(
-    path: str, *, synchronous: str, busy_timeout: float, writer: bool
+    path: str, *, synchronous: str, busy_timeout: float, writer: bool, read_only: bool = False
 ) -> sqlite3.Connection:
     """Open and configure one connection (on the thread that will use it).
 
@@ -126,21 +131,55 @@ def connect(
         busy_timeout: Seconds to wait for another connection's lock.
         writer: Whether this is the write connection; it switches the file
             to WAL (persistent) and the others are made read-only.
+        read_only: Open the file with SQLite's ``mode=ro`` (never creating or
+            writing it), falling back to ``immutable=1`` when the directory
+            cannot be written (SQLite cannot create the WAL's shared-memory
+            file on a read-only mount); the schema version must be current.
 
     Raises:
+        StoreUnavailableError: (read-only) The file holds no streamline schema,
+            or an older or newer one.
         sqlite3.Error: Left to the caller's translation.
     """
-    # isolation_level=None: the store issues BEGIN/COMMIT itself, and a
-    # statement outside them is its own (read) transaction.
-    conn = sqlite3.connect(
-        path,
-        timeout=busy_timeout,
-        isolation_level=None,
-        cached_statements=256,
-        # The writer's connection is also used on the event loop's thread
-        # (inline commits), never at the same time as on its own.
-        check_same_thread=not writer,
+    if not read_only:
+        return _configured(
+            _open(path, busy_timeout=busy_timeout, writer=writer, uri=False),
+            path,
+            synchronous=synchronous,
+            busy_timeout=busy_timeout,
+            writer=writer,
+            read_only=False,
+        )
+    try:
+        conn = _open(
+            _read_only_uri(path, immutable=False),
+            busy_timeout=busy_timeout,
+            writer=writer,
+            uri=True,
+        )
+        return _configured(
+            conn, path, synchronous=synchronous, busy_timeout=busy_timeout, writer=writer
+        )
+    except sqlite3.OperationalError:
+        if _writable_dir(path):
+            raise
+    conn = _open(
+        _read_only_uri(path, immutable=True), busy_timeout=busy_timeout, writer=writer, uri=True
     )
+    return _configured(
+        conn, path, synchronous=synchronous, busy_timeout=busy_timeout, writer=writer
+    )
+
+
+def _configured(
+    conn: sqlite3.Connection,
+    path: str,
+    *,
+    synchronous: str,
+    busy_timeout: float,
+    writer: bool,
+    read_only: bool = True,
+) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
         if writer:
@@ -151,11 +190,132 @@ def connect(
             conn.execute("PRAGMA query_only = 1")
         conn.execute(f"PRAGMA synchronous = {synchronous}")
         # Touch the schema so a garbage file fails here, not on first use.
-        conn.execute("PRAGMA user_version").fetchone()
+        version = _user_version(conn)
+        if read_only:
+            _check_read_only_version(version, path)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _open(target: str, *, busy_timeout: float, writer: bool, uri: bool) -> sqlite3.Connection:
+    # isolation_level=None: the store issues BEGIN/COMMIT itself, and a
+    # statement outside them is its own (read) transaction.
+    return sqlite3.connect(
+        target,
+        timeout=busy_timeout,
+        isolation_level=None,
+        cached_statements=256,
+        # The writer's connection is also used on the event loop's thread
+        # (inline commits), never at the same time as on its own.
+        check_same_thread=not writer,
+        uri=uri,
+    )
+
+
+def _read_only_uri(path: str, *, immutable: bool) -> str:
+    absolute = quote(os.path.abspath(path))
+    return f"file:{absolute}?mode=ro" + ("&immutable=1" if immutable else "")
+
+
+def _writable_dir(path: str) -> bool:
+    return os.access(os.path.dirname(os.path.abspath(path)), os.W_OK)
+
+
+def _check_read_only_version(version: int, path: str) -> None:
+    _refuse_newer(version, path)
+    if version == 0:
+        raise StoreUnavailableError(f"{path} holds no streamline runs table (an empty database?)")
+    if version < SCHEMA_VERSION:
+        raise StoreUnavailableError(
+            f"SQLite database {path} has schema version {version}, older than version "
+            f"{SCHEMA_VERSION}; open it once read-write to upgrade it"
+        )
+
+
+def prepare_path(path: str, *, create: bool) -> None:
+    """Check (or, when ``create``, make) what opening the database file at ``path`` needs.
+
+    Args:
+        path: Database file.
+        create: Create the missing parent directories; otherwise the file
+            must already exist.
+
+    Raises:
+        StoreUnavailableError: No database at ``path`` (not ``create``), ``path``
+            is a directory, or a parent directory cannot be created (the
+            message names the path in the way and the cause).
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise StoreUnavailableError(f"{path} is a directory, not a SQLite database")
+    if not create:
+        if not target.exists():
+            raise StoreUnavailableError(f"no database at {path}")
+        return
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        blocker = _first_non_directory(target.parent)
+        cause = f"{blocker} is a file" if blocker is not None else _cause(exc)
+        raise StoreUnavailableError(
+            f"cannot create the directory {target.parent} for SQLite database {path}: {cause}"
+        ) from None
+
+
+def _first_non_directory(directory: Path) -> Path | None:
+    for candidate in reversed((directory, *directory.parents)):
+        if candidate.exists() and not candidate.is_dir():
+            return candidate
+    return None
+
+
+def _cause(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
+def explain_open_failure(exc: WorkflowError, path: str, *, read_only: bool) -> WorkflowError:
+    """``exc`` (opening ``path`` failed) as an error naming the path and the likely cause.
+
+    Args:
+        exc: The translated error from opening the connections.
+        path: Database file.
+        read_only: Whether the store was opened read-only.
+
+    Returns:
+        ``exc`` itself when it already names the path (schema versions), a
+        ``DataCorruptionError`` naming the path for a file that is not a
+        database, else a ``StoreUnavailableError`` naming the path and why.
+    """
+    message = str(exc)
+    if path in message:
+        return exc
+    if isinstance(exc, DataCorruptionError):
+        return DataCorruptionError(
+            f"{path} is not a SQLite database or is damaged ({message})", details=exc.details
+        )
+    if not isinstance(exc, StoreUnavailableError) or path in (":memory:", ""):
+        return exc
+    directory = os.path.dirname(os.path.abspath(path)) or "."
+    cause = message.removeprefix("SQLite store unavailable: ")
+    if _read_only_fs(directory):
+        cause = f"{directory} is on a read-only file system"
+    elif not read_only and not os.access(directory, os.W_OK):
+        cause = f"no permission to write in {directory}"
+    elif os.path.exists(path) and not os.access(path, os.R_OK):
+        cause = f"no permission to read {path}"
+    how = "read-only " if read_only else ""
+    return StoreUnavailableError(
+        f"cannot open SQLite database {path} {how}({cause})", details=exc.details
+    )
+
+
+def _read_only_fs(directory: str) -> bool:
+    try:
+        return bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _user_version(conn: sqlite3.Connection) -> int:

@@ -79,6 +79,7 @@ import functools
 import json
 import os
 import sqlite3
+import threading
 import weakref
 from collections.abc import Mapping
 from contextlib import closing
@@ -92,6 +93,8 @@ from streamline_core.errors import (
     ConflictError,
     DataCorruptionError,
     LeaseLostError,
+    StoreUnavailableError,
+    WorkflowError,
     WorkflowNotFoundError,
 )
 from streamline_core.run import (
@@ -120,6 +123,8 @@ from streamline_sqlite._schema import (
     check_sqlite_version,
     connect,
     ensure_schema,
+    explain_open_failure,
+    prepare_path,
 )
 from streamline_sqlite._worker import Worker
 
@@ -225,8 +230,11 @@ def _stop_workers(*workers: Worker) -> None:
 class SQLiteStore:
     """A durable Store in one SQLite file, safe for many processes on one host.
 
-    Opening creates the schema in an empty file (and the file itself), or
-    checks the version of an existing one.
+    Opening is lazy: the constructor only checks its arguments, and the file
+    is opened (and, unless ``create=False``, created with its parent
+    directories and its schema) by the first operation or by :meth:`open`.
+    So building an engine touches no file until it reads or writes a run.
+    An existing file's schema version is checked when it is opened.
 
     Args:
         path: Database file, or ``":memory:"`` for a private in-memory database.
@@ -242,13 +250,26 @@ class SQLiteStore:
             to the writer thread, so the loop never waits for an fsync — for
             a database on storage whose fsync takes milliseconds, under a
             loop that must answer in less.
+        create: Create the file (and its parent directories) if it does not
+            exist (the default). ``False`` opens an existing database only:
+            a missing file raises ``StoreUnavailableError("no database at
+            PATH")`` instead of silently starting an empty one.
+        read_only: Open an existing database for reading only (implies
+            ``create=False``): no writer thread, nothing written, not even
+            the WAL mode; every write raises ``StoreUnavailableError``. A
+            file in a directory nobody may write (a read-only mount) is
+            opened ``immutable``, since SQLite could not create its
+            shared-memory file there.
 
     Raises:
         ValueError: An unknown ``synchronous`` mode or a negative timeout.
-        StoreUnavailableError: The file cannot be opened, is locked past the
-            timeout, or was written by a newer schema version; or the linked
-            SQLite is older than 3.35.
-        DataCorruptionError: The file is not a SQLite database or is damaged.
+        StoreUnavailableError: (when opened) There is no database at the path
+            and ``create`` is false; the file or its directory cannot be
+            created, opened or written (the message names the path and the
+            cause); it is locked past the timeout, or was written by a newer
+            schema version; or the linked SQLite is older than 3.35.
+        DataCorruptionError: (when opened) The file is not a SQLite database
+            or is damaged.
     """
 
     def __init__(
@@ -258,6 +279,8 @@ class SQLiteStore:
         synchronous: str = "FULL",
         busy_timeout: float = 5.0,
         commit_on_loop: bool = True,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._path = os.fspath(path)
         mode = synchronous.upper()
@@ -267,12 +290,20 @@ class SQLiteStore:
             )
         if busy_timeout < 0:
             raise ValueError(f"busy_timeout must be >= 0, not {busy_timeout!r}")
-        check_sqlite_version()
         # "" is SQLite's private temporary database: per connection, like :memory:.
         self._shared = self._path in (":memory:", "")
+        if read_only and self._shared:
+            raise ValueError("a private in-memory SQLite database cannot be opened read-only")
+        self._read_only = read_only
+        self._create = create and not read_only
+        self._opened = False
+        self._closed = False
+        self._open_lock = threading.Lock()
+        self._pid = os.getpid()
         # The workers must not reference the store (partial, not bound
         # methods): the finalizer below holds them, and would keep it alive.
-        self._writer = Worker(
+        # Their threads start (and connect) in open().
+        self._writer_worker = Worker(
             "streamline-sqlite-writer",
             functools.partial(
                 _open_writer, self._path, synchronous=mode, busy_timeout=busy_timeout
@@ -281,11 +312,10 @@ class SQLiteStore:
             busy_timeout=busy_timeout,
             commit_on_loop=commit_on_loop,
         )
-        self._writer.start()
         if self._shared:
-            self._reader = self._writer
+            self._reader_worker = self._writer_worker
         else:
-            self._reader = Worker(
+            self._reader_worker = Worker(
                 "streamline-sqlite-reader",
                 functools.partial(
                     connect,
@@ -293,25 +323,81 @@ class SQLiteStore:
                     synchronous=mode,
                     busy_timeout=busy_timeout,
                     writer=False,
+                    read_only=read_only,
                 ),
                 transactional=False,
             )
-            try:
-                self._reader.start()
-            except BaseException:
-                self._writer.stop_nowait()
-                self._writer.thread.join()
-                raise
         # An unclosed store still ends its threads once garbage-collected.
-        self._finalizer = weakref.finalize(self, _stop_workers, self._writer, self._reader)
+        self._finalizer = weakref.finalize(
+            self, _stop_workers, self._writer_worker, self._reader_worker
+        )
 
     @property
     def path(self) -> str:
         """The database path this store opened."""
         return self._path
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this store was opened read-only."""
+        return self._read_only
+
     def __repr__(self) -> str:
-        return f"SQLiteStore({self._path!r})"
+        return f"SQLiteStore({self._path!r}{', read_only=True' if self._read_only else ''})"
+
+    def open(self) -> None:
+        """Open the database now (idempotent); otherwise the first operation opens it.
+
+        Blocks while the connections open (and, for a new file, while the
+        schema is created).
+
+        Raises:
+            StoreUnavailableError: No database at the path (``create=False``
+                or ``read_only``), the path cannot be created or opened (the
+                message names the path and the cause), the store is closed,
+                or see the class.
+            DataCorruptionError: The file is not a SQLite database.
+        """
+        with self._open_lock:
+            if self._closed:
+                raise StoreUnavailableError("SQLiteStore is closed")
+            if self._opened:
+                return
+            if os.getpid() != self._pid:
+                raise StoreUnavailableError(
+                    "this SQLiteStore was made in another process; make a new one after fork"
+                )
+            check_sqlite_version()
+            if not self._shared:
+                prepare_path(self._path, create=self._create)
+            workers = [self._reader_worker] if self._read_only else [self._writer_worker]
+            if not self._shared and not self._read_only:
+                workers.append(self._reader_worker)
+            started: list[Worker] = []
+            try:
+                for worker in workers:
+                    worker.start()
+                    started.append(worker)
+            except WorkflowError as exc:
+                for worker in started:
+                    worker.stop_nowait()
+                    worker.thread.join()
+                raise explain_open_failure(exc, self._path, read_only=self._read_only) from None
+            self._opened = True
+
+    @property
+    def _writer(self) -> Worker:
+        if self._read_only:
+            raise StoreUnavailableError(
+                f"SQLite database {self._path} is open read-only; it cannot be changed"
+            )
+        self.open()
+        return self._writer_worker
+
+    @property
+    def _reader(self) -> Worker:
+        self.open()
+        return self._reader_worker
 
     # Writes: each is one job on the writer thread, run inside a group-commit transaction.
 
@@ -563,9 +649,11 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Finish queued work, close the connections and end both threads. Idempotent."""
-        await self._writer.stop()
-        if self._reader is not self._writer:
-            await self._reader.stop()
+        with self._open_lock:
+            self._closed = True
+        await self._writer_worker.stop()
+        if self._reader_worker is not self._writer_worker:
+            await self._reader_worker.stop()
         self._finalizer.detach()
 
 

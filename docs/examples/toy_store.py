@@ -10,6 +10,9 @@ or a conditional write. Run the suite against it with::
 (from the repository root), or under pytest::
 
     class TestToyStore(ToyStoreHarness, StoreContract): ...
+
+Run as a script (``python docs/examples/toy_store.py``), it runs a workflow
+on the toy store and prints the finished run.
 """
 
 from __future__ import annotations
@@ -182,3 +185,27 @@ class ToyStoreHarness(StoreHarness):
 
     async def make_store(self) -> Store:
         return ToyStore()
+
+
+async def main() -> WorkflowRun:
+    """Run a two-step workflow on a ToyStore and print the finished run."""
+    from streamline_core import Engine
+
+    async def hello(ctx: Any) -> str:
+        return "hello"
+
+    async def world(ctx: Any) -> str:
+        return f"{ctx.get_output('hello')}, world"
+
+    engine = Engine(ToyStore(), load_entry_point_plugins=False)
+    toy = engine.workflow("toy", steps={"hello": hello, "world": world})
+    async with engine:
+        run = await toy.start()
+        done = await toy.wait_for(run.id, timeout=10)
+    print(f"run {done.status} on the toy store: {done.output!r}")
+    print("check the contract: streamline-conformance docs.examples.toy_store:ToyStoreHarness")
+    return done
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

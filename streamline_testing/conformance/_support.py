@@ -96,6 +96,11 @@ def observe(run: WorkflowRun) -> dict[str, Any]:
     doc["status"] = str(doc["status"])
     for step in doc["steps"]:
         step["status"] = str(step["status"])
+    # An error without a traceback reads as one written before errors had the field.
+    for holder in (doc, *doc["steps"]):
+        error = holder.get("error")
+        if isinstance(error, dict) and error.get("traceback") is None:
+            error.pop("traceback", None)
     return doc
 
 

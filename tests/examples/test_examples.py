@@ -214,3 +214,19 @@ async def test_every_example_runs_as_a_script() -> None:
         assert code == 0, f"{name}: {err}"
         assert err == "", f"{name}: {err}"
         assert "done" in out, f"{name}: {out}"
+
+
+def test_the_toy_store_runs_as_a_script_and_is_in_the_table() -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "toy_store.py")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "run done on the toy store: 'hello, world'" in result.stdout
+    assert result.stderr == ""
+    table = (EXAMPLES / "README.md").read_text()
+    for path in sorted(EXAMPLES.glob("*.py")):
+        assert f"[`{path.name}`]({path.name})" in table, path.name

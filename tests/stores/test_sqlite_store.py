@@ -51,6 +51,13 @@ def run_with_store(path: str, scenario: Callable[[SQLiteStore], Awaitable[None]]
     asyncio.run(main())
 
 
+def created(path: str | Path) -> SQLiteStore:
+    """A store whose file and schema exist (opening is otherwise lazy)."""
+    store = SQLiteStore(path)
+    store.open()
+    return store
+
+
 def later(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
@@ -186,7 +193,7 @@ def test_two_processes_on_one_file_claim_each_run_once(db: str) -> None:
 
 
 def test_claim_uses_the_claimable_index(db: str) -> None:
-    asyncio.run(SQLiteStore(db).close())
+    asyncio.run(created(db).close())
     with sqlite3.connect(db) as conn:
         params = ("w", 1, "{}", 1, '["wf"]', 10, "t")
         plans = [
@@ -699,13 +706,13 @@ def test_acknowledged_writes_survive_close_and_reopen(db: str) -> None:
 
 
 def test_a_database_from_a_newer_schema_is_refused(db: str) -> None:
-    asyncio.run(SQLiteStore(db).close())
+    asyncio.run(created(db).close())
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 7}")
     threads = set(threading.enumerate())
     with pytest.raises(StoreUnavailableError) as info:
-        SQLiteStore(db)
+        SQLiteStore(db).open()
     assert f"schema version {SCHEMA_VERSION + 7}" in str(info.value)
     assert f"version {SCHEMA_VERSION} that" in str(info.value)
     assert set(threading.enumerate()) <= threads  # nothing left running
@@ -714,14 +721,15 @@ def test_a_database_from_a_newer_schema_is_refused(db: str) -> None:
 def test_an_sqlite_without_returning_is_refused(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
     with pytest.raises(StoreUnavailableError, match=r"needs SQLite 3\.35\.0"):
-        SQLiteStore(db)
+        SQLiteStore(db).open()
 
 
 def test_a_file_that_is_not_a_database_is_a_translated_error(tmp_path: Path) -> None:
     path = tmp_path / "garbage.db"
     path.write_bytes(b"definitely not SQLite " * 500)
     with pytest.raises(DataCorruptionError) as info:
-        SQLiteStore(path)
+        SQLiteStore(path).open()
+    assert str(path) in str(info.value)
     assert not isinstance(info.value, sqlite3.Error)
 
 
@@ -806,7 +814,7 @@ def test_translate_maps_sqlite_errors(error: sqlite3.Error, expected: type[Workf
 def test_threads_are_daemons_and_gone_after_close_which_is_idempotent(db: str) -> None:
     async def scenario() -> None:
         before = set(threading.enumerate())
-        store = SQLiteStore(db)
+        store = created(db)
         mine = [t for t in threading.enumerate() if t not in before]
         assert len(mine) == 2 and all(t.daemon for t in mine)
         await store.create(make_run())
@@ -824,7 +832,7 @@ def test_threads_are_daemons_and_gone_after_close_which_is_idempotent(db: str) -
 
 
 def test_a_store_inherited_through_fork_fails_instead_of_hanging(db: str) -> None:
-    store = SQLiteStore(db)
+    store = created(db)
     try:
         ctx = multiprocessing.get_context("fork")
         results = ctx.Queue()
@@ -839,8 +847,9 @@ def test_a_store_inherited_through_fork_fails_instead_of_hanging(db: str) -> Non
 
 def test_an_unclosed_store_ends_its_threads_when_collected(db: str) -> None:
     before = set(threading.enumerate())
-    store = SQLiteStore(db)
+    store = created(db)
     mine = [t for t in threading.enumerate() if t not in before]
+    assert mine
     del store
     gc.collect()
     for thread in mine:
@@ -852,6 +861,7 @@ def test_in_memory_store_uses_one_thread_and_works(tmp_path: Path) -> None:
     async def scenario() -> None:
         before = set(threading.enumerate())
         store = from_url("sqlite://:memory:")
+        store.open()
         assert len(set(threading.enumerate()) - before) == 1
         run, _ = await store.create(make_run(idempotency_key="k"))
         (claimed,) = await store.claim("a", T0, 30, 1, {"wf"})
@@ -870,6 +880,9 @@ def test_from_url_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         relative = from_url("sqlite:///nested/dir/rel.db?synchronous=NORMAL&busy_timeout=1")
         absolute = from_url(f"sqlite:///{tmp_path}/abs/dir/abs.db")
         memory = from_url("sqlite:///:memory:")
+        assert not (tmp_path / "nested").exists()  # opened lazily, on first use
+        for store in (relative, absolute, memory):
+            await store.count(RunQuery())
         assert relative.path == "nested/dir/rel.db" and (tmp_path / "nested/dir/rel.db").exists()
         assert absolute.path == f"{tmp_path}/abs/dir/abs.db"
         assert (tmp_path / "abs/dir/abs.db").exists()
