@@ -128,6 +128,30 @@ class Runs:
             None,
         )
 
+    async def pause(self, run_id: str) -> WorkflowRun:
+        """Pause any workflow's active run (for admin tools): it is not claimed until unpaused.
+
+        Raises:
+            WorkflowNotFoundError: unknown run.
+            InvalidStateError: the run already ended.
+        """
+        return await self._client.control.set_paused(A.run_id(run_id), True, None)
+
+    async def unpause(self, run_id: str) -> WorkflowRun:
+        """Let any workflow's paused run be claimed again (for admin tools)."""
+        return await self._client.control.set_paused(A.run_id(run_id), False, None)
+
+    async def rewind_to(self, run_id: str, step_id: str) -> WorkflowRun:
+        """Re-run any workflow's run from ``step_id`` (for admin tools).
+
+        Raises:
+            WorkflowNotFoundError: unknown run.
+            StepNotFoundError: the run has no such step.
+        """
+        return await self._client.control.rewind(
+            A.run_id(run_id), A.text(step_id, "step_id"), None
+        )
+
     async def find(
         self,
         *,
@@ -199,14 +223,17 @@ class Runs:
         self,
         *,
         status: RunStatus | str | Sequence[RunStatus | str],
-        updated_before: datetime,
+        updated_before: datetime | None = None,
         workflow_id: str | Sequence[str] | None = None,
         tenant_id: str | None = None,
+        run_ids: Sequence[str] | None = None,
     ) -> int:
-        """Delete finished runs last updated before ``updated_before`` (cleanup).
+        """Delete finished runs last updated before ``updated_before``, or the ones named.
 
         Only terminal statuses (``done``, ``failed``, ``cancelled``) may be
-        deleted: removing an active run under a worker would lose work.
+        deleted: removing an active run under a worker would lose work. Give
+        ``updated_before``, ``run_ids`` or both; an active run named in
+        ``run_ids`` is left alone (it does not match ``status``).
         """
         statuses = _statuses(status)
         if not statuses:
@@ -215,12 +242,16 @@ class Runs:
         bad = [s.value for s in listed if s not in TERMINAL_STATUSES]
         if bad:
             raise ValidationError(f"only finished runs can be deleted, not {bad}")
-        A.aware_datetime(updated_before, "updated_before")
+        A.optional_aware_datetime(updated_before, "updated_before")
+        ids = None if run_ids is None else A.names(run_ids, "run_ids")
+        if updated_before is None and not ids:
+            raise ValidationError("delete needs updated_before or run_ids (at least one id)")
         query = RunQuery(
             workflow_id=A.names(workflow_id, "workflow_id"),
             status=listed,
             tenant_id=self._tenant(tenant_id),
             updated_before=updated_before,
+            run_ids=(ids,) if isinstance(ids, str) else ids,
             limit=None,
         )
         return await self._client.reads.delete(query)

@@ -122,3 +122,42 @@ async def test_idempotency_keys_are_per_tenant(env: Env) -> None:
     c = await wf.start(idempotency_key="k", tenant_id="acme")
     assert a.id != b.id
     assert c.id == a.id
+
+
+async def test_admin_pause_unpause_and_rewind_through_engine_runs(env: Env) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("ok?")
+
+    async with env.engine() as engine:
+        wf = engine.workflow("admin", steps={"one": lambda ctx: 1, "ask": ask})
+        run = await wf.start()
+        await wf.wait_for(run.id, timeout=10, suspended=True)
+        paused = await engine.runs.pause(run.id)
+        assert paused.paused
+        assert not (await engine.runs.unpause(run.id)).paused
+        rewound = await engine.runs.rewind_to(run.id, "one")
+        assert rewound.current_step_id == "one"
+        again = await wf.wait_for(run.id, timeout=10, suspended=True)
+        assert again.steps[0].attempts == 1 and again.status == RunStatus.WAITING
+
+
+async def test_delete_by_run_ids_takes_only_the_named_finished_runs(env: Env) -> None:
+    async def ask(ctx: StepContext) -> None:
+        await ctx.wait("ok?")
+
+    async with env.engine() as engine:
+        quick = engine.workflow("quick", steps={"a": lambda ctx: 1})
+        slow = engine.workflow("slow", steps={"ask": ask})
+        first = await quick.wait_for((await quick.start()).id, timeout=10)
+        second = await quick.wait_for((await quick.start()).id, timeout=10)
+        active = await slow.start()
+        await slow.wait_for(active.id, timeout=10, suspended=True)
+        deleted = await engine.runs.delete(status="done", run_ids=[first.id, active.id])
+        assert deleted == 1
+        assert await engine.runs.get(first.id) is None
+        assert await engine.runs.get(second.id) is not None
+        assert await engine.runs.get(active.id) is not None
+        with pytest.raises(ValidationError, match="updated_before or run_ids"):
+            await engine.runs.delete(status="done")
+        with pytest.raises(ValidationError, match="updated_before or run_ids"):
+            await engine.runs.delete(status="done", run_ids=[])
