@@ -15,7 +15,6 @@ local tasks, and heartbeats its leases.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import secrets
 import socket
@@ -27,6 +26,7 @@ from typing import Any, Self
 import streamline_core._arguments as A
 from streamline_core._durations import seconds
 from streamline_core._event_bus import EventBus
+from streamline_core._loop_thread import LoopThread
 from streamline_core._plugins import PluginRelay
 from streamline_core._runtime.client import Client
 from streamline_core._runtime.emitter import Emitter
@@ -44,6 +44,7 @@ from streamline_core.run import WorkflowRun
 from streamline_core.runs import Runs
 from streamline_core.stats import EngineStats
 from streamline_core.store import Store
+from streamline_core.sync import SyncEngine
 from streamline_core.workflow import Workflow
 from streamline_core.workflow_spec import WorkflowSpec
 
@@ -170,6 +171,21 @@ class Engine:
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self.runs = Runs(self._client)
         """Queries over this engine's runs: ``get``, ``find``, ``count``, ``delete``."""
+        self._sync: SyncEngine | None = None
+
+    @property
+    def sync(self) -> SyncEngine:
+        """Blocking calls for code without an event loop (see :mod:`streamline_core.sync`)."""
+        if self._sync is None:
+            self._sync = SyncEngine(
+                LoopThread(),
+                self.runs,
+                self.get_workflow,
+                self.emit_event,
+                self.start,
+                self.shutdown,
+            )
+        return self._sync
 
     def __repr__(self) -> str:
         mode = "worker" if self.started else "client"
@@ -374,16 +390,7 @@ class Engine:
         ``idle_polls`` and ``started`` (1 or 0).
         """
         out = self.counters.as_dict()
-        worker = self._worker
-        out.update(
-            in_flight=self.in_flight,
-            free_slots=self.free_slots,
-            poll_delay=(
-                worker.poll_delay
-                if worker is not None and math.isfinite(worker.poll_delay)
-                else 0.0
-            ),
-            idle_polls=worker.idle_polls if worker is not None else 0,
-            started=1 if self.started else 0,
-        )
+        idle = {"poll_delay": 0.0, "idle_polls": 0}
+        out.update(self._worker.gauges() if self._worker is not None else idle)
+        out.update(in_flight=self.in_flight, free_slots=self.free_slots, started=int(self.started))
         return out

@@ -148,9 +148,7 @@ class Runs:
             WorkflowNotFoundError: unknown run.
             StepNotFoundError: the run has no such step.
         """
-        return await self._client.control.rewind(
-            A.run_id(run_id), A.text(step_id, "step_id"), None
-        )
+        return await self._client.control.rewind(A.run_id(run_id), A.text(step_id, "step_id"), None)
 
     async def find(
         self,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime
 
@@ -77,6 +78,11 @@ class Worker:
             self._unsubscribe()
             self._unsubscribe = None
         return [self._loop_task] if self._loop_task is not None else []
+
+    def gauges(self) -> dict[str, float]:
+        """The loop's gauges for ``engine.stats()``: current poll delay (s) and idle polls."""
+        delay = self.poll_delay if math.isfinite(self.poll_delay) else 0.0
+        return {"poll_delay": delay, "idle_polls": self.idle_polls}
 
     def wake(self) -> None:
         """Claim now (something became runnable or a slot freed)."""
