@@ -303,6 +303,7 @@ def rewind_run(
         "lease": lease,
         "next_run_at": now,
         "updated_at": now,
+        "epoch": run.epoch + 1,
     }
     for j in range(idx, len(run.steps)):
         patch[f"steps.{j}"] = StepState(step_id=run.steps[j].step_id).model_dump()

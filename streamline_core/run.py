@@ -174,6 +174,9 @@ class WorkflowRun(_Model):
 
     See DESIGN.md §3 for the meaning of each field. ``revision`` increases by
     one (at least) on every write and is the token of ``Store.transition``.
+    ``epoch`` counts the times the cursor was moved from outside (``rewind_to``):
+    a step's outcome is committed only into the epoch its execution began in,
+    so a result computed before a rewind never lands after it.
     """
 
     id: str
@@ -194,6 +197,7 @@ class WorkflowRun(_Model):
     priority: int = 0
     lease: Lease | None = None
     recoveries: int = 0
+    epoch: int = 0
     revision: int = 0
     idempotency_key: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)

@@ -72,6 +72,7 @@ async def commit(
                 or current.is_terminal
                 or current.lease is None
                 or current.lease.owner != rt.worker_id
+                or current.epoch != state.epoch  # rewound meanwhile: this result is stale
             ):
                 if current is not None:
                     state.run = current

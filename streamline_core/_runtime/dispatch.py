@@ -40,6 +40,9 @@ class Dispatcher:
         self._reads = reads
         self._executor = executor
         self._heartbeats = heartbeats
+        # Runs claimed again while a stale drive of theirs (rewound, or whose
+        # lease ran out) is still ending here: driven anew once it has ended.
+        self._again: set[str] = set()
 
     def dispatch(self, run: WorkflowRun) -> bool:
         """Execute a run this worker has just leased, on its own task."""
@@ -50,10 +53,33 @@ class Dispatcher:
         assert run.lease is not None
         state = RunState(run=run, spec=spec, lease_expires=run.lease.expires_at)
         rt.inflight[run.id] = state
-        state.task = asyncio.create_task(self._executor.drive(state), name=f"streamline:{run.id}")
+        state.task = asyncio.create_task(self._drive(state), name=f"streamline:{run.id}")
         # Client engines' `execute` holds leases too: heartbeats need no worker loop.
         self._heartbeats.ensure_running()
         return True
+
+    async def _drive(self, state: RunState) -> None:
+        await self._executor.drive(state)
+        if state.run.id in self._again:
+            self._again.discard(state.run.id)
+            await self._redrive(state.run.id)
+
+    async def _redrive(self, run_id: str) -> None:
+        """Drive a run this worker leased while an older drive of it was ending."""
+        rt = self._rt
+        try:
+            current = await rt.io.get(run_id)
+        except StoreError as exc:
+            await rt.events.emit("engine:error", run_id=run_id, error=exc)
+            return
+        if (
+            current is not None
+            and not current.is_terminal
+            and current.lease is not None
+            and current.lease.owner == rt.worker_id
+            and not rt.stopping
+        ):
+            self.dispatch(current)
 
     async def after_client_write(self, run: WorkflowRun) -> None:
         """Run a run a client write just leased to this worker; otherwise wake local timers."""
@@ -103,6 +129,14 @@ class Dispatcher:
                     step_id=run.current_step_id,
                     data={"recoveries": run.recoveries},
                 )
+            stale = rt.inflight.get(run.id)
+            if stale is not None:
+                # Our own older drive of it is still ending; it was rewound
+                # meanwhile if the epoch moved, so stop it now.
+                if stale.epoch != run.epoch:
+                    stale.interrupt("rewound")
+                self._again.add(run.id)
+                continue
             self.dispatch(run)
 
     async def _dead_letter(self, run: WorkflowRun) -> None:

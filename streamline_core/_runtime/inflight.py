@@ -28,8 +28,14 @@ class RunState:
     in_handler: bool = False
     cancel_reason: str | None = None
     heartbeat_failures: int = 0
+    epoch: int = -1
+    """The run's epoch when this drive began: its outcomes land only in that epoch."""
 
     done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        if self.epoch < 0:
+            self.epoch = self.run.epoch
 
     def interrupt(self, reason: str) -> None:
         """Stop the executing handler (cancel, lease lost, timeout, rewind)."""

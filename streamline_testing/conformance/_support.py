@@ -75,6 +75,7 @@ def make_doc(run_id: str, **fields: Any) -> dict[str, Any]:
         "priority": 0,
         "lease": None,
         "recoveries": 0,
+        "epoch": 0,
         "revision": 0,
         "idempotency_key": None,
         "meta": {},

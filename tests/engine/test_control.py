@@ -359,3 +359,44 @@ async def test_cancel_of_a_waiting_run_clears_its_wait_and_the_step_keeps_what_i
     assert cancelled.steps[0].wait is not None
     assert cancelled.steps[0].wait.reason == "approve the order"
     assert cancelled.steps[1].status == StepStatus.PENDING
+
+
+@pytest.mark.parametrize("target", ["a", "b"])
+async def test_a_rewind_from_another_engine_while_the_step_executes(env: Env, target: str) -> None:
+    """The worker claims the rewound run again under its own id: the old execution's result
+    must not land (it belongs to the epoch before the rewind), and the run is driven again at
+    once, not left leased and idle until its lease runs out (a spurious recovery)."""
+    calls: list[str] = []
+    first_b = asyncio.Event()
+    release = asyncio.Event()
+
+    async def a(ctx: StepContext) -> str:
+        calls.append("a")
+        return "a"
+
+    async def b(ctx: StepContext) -> str:
+        calls.append("b")
+        if calls.count("b") == 1:
+            first_b.set()
+            await release.wait()
+            return "stale"
+        return "fresh"
+
+    steps = {"a": a, "b": b, "c": lambda ctx: "c"}
+    worker = env.engine(worker_id="W", lease=30)
+    wf = worker.workflow("rewound-elsewhere", steps=steps)
+    admin = env.engine(worker_id="admin")
+    admin_wf = admin.workflow("rewound-elsewhere", steps=steps)
+    await worker.start()
+    run = await wf.start()
+    await asyncio.wait_for(first_b.wait(), 5)
+    rewound = await admin_wf.rewind_to(run.id, target)
+    assert rewound.epoch == 1
+    await env.clock.advance(0.1)  # the worker polls and claims the rewound run again
+    await env.settle()
+    release.set()
+    done = await wf.wait_for(run.id, timeout=10)
+    assert done.status == RunStatus.DONE
+    assert done.steps[1].output == "fresh"
+    assert done.recoveries == 0
+    assert calls == (["a", "b", "a", "b"] if target == "a" else ["a", "b", "b"])
