@@ -2,14 +2,14 @@
 
 Each store in ``broken_stores`` violates one clause. The suite is run the way
 the runner runs it (``run_suite``, no pytest collection); the clause named for
-the violation must fail, and so must the state machine. A correct store
-passes every clause.
+the violation must fail, and so must the state machine for the stores listed
+in ``MACHINE_CATCHES``. A correct store passes every clause.
 """
 
 from __future__ import annotations
 
 import pytest
-from broken_stores import BROKEN_STORES, harness_for
+from broken_stores import BROKEN_STORES, MACHINE_CATCHES, harness_for
 from hypothesis import HealthCheck, Phase, settings
 
 from streamline_testing import InMemoryStore
@@ -55,7 +55,7 @@ def test_each_broken_store_fails_the_clause_it_violates(
     assert failed[clause], "a failing clause reports the first line of its failure"
 
 
-@pytest.mark.parametrize("store_class", list(BROKEN_STORES), ids=lambda s: s.__name__)
+@pytest.mark.parametrize("store_class", MACHINE_CATCHES, ids=lambda s: s.__name__)
 def test_the_state_machine_alone_catches_each_broken_store(
     store_class: type[InMemoryStore],
 ) -> None:
