@@ -5,6 +5,7 @@ from __future__ import annotations
 from streamline_core.store import Store
 from streamline_testing import InMemoryStore
 from streamline_testing.conformance import (
+    Capabilities,
     CrashRecovery,
     StoreContract,
     StoreHarness,
@@ -15,8 +16,14 @@ from streamline_testing.conformance import (
 class MemoryStoreHarness(StoreHarness):
     """Fresh ``InMemoryStore`` per clause and per state-machine example."""
 
+    capabilities = Capabilities(corrupt_documents=True)
+
     async def make_store(self) -> Store:
         return InMemoryStore()
+
+    async def corrupt_document(self, store: Store, run_id: str) -> None:
+        assert isinstance(store, InMemoryStore)
+        store.raw(run_id)["steps"] = "garbage"  # a dict holds no undecodable bytes
 
 
 class TestInMemoryStore(MemoryStoreHarness, StoreContract):

@@ -83,7 +83,7 @@ class _YieldingDatabase:
 class MongoStoreHarness(StoreHarness):
     """A fresh database per store; the second handle is another store on the same data."""
 
-    capabilities = Capabilities(second_handle=True)
+    capabilities = Capabilities(second_handle=True, corrupt_documents=True)
 
     async def make_store(self) -> Store:
         name = f"streamline_conformance_{uuid.uuid4().hex[:12]}"
@@ -101,6 +101,11 @@ class MongoStoreHarness(StoreHarness):
         if first.live:
             return self._live(first.name, owner=False)
         return MongoStore(_YieldingDatabase(first.source))  # type: ignore[arg-type]
+
+    async def corrupt_document(self, store: Store, run_id: str) -> None:
+        assert isinstance(store, MongoStore)
+        # BSON holds only documents: a document that is no valid run.
+        await store.collection.update_one({"_id": run_id}, {"$set": {"steps": "garbage"}})
 
     async def dispose(self, store: Store) -> None:
         await store.close()

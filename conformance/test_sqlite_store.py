@@ -8,7 +8,9 @@ reader connections), so the races also cross connections.
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import tempfile
+from contextlib import closing
 from pathlib import Path
 
 from streamline_core.store import Store
@@ -25,7 +27,7 @@ from streamline_testing.conformance import (
 class SQLiteStoreHarness(StoreHarness):
     """A fresh database file per store; ``another_handle`` opens the same file again."""
 
-    capabilities = Capabilities(second_handle=True)
+    capabilities = Capabilities(second_handle=True, corrupt_documents=True)
 
     async def make_store(self) -> Store:
         directory = Path(tempfile.mkdtemp(prefix="streamline-conformance-"))
@@ -36,6 +38,12 @@ class SQLiteStoreHarness(StoreHarness):
     async def another_handle(self, store: Store) -> Store:
         assert isinstance(store, SQLiteStore)
         return SQLiteStore(store.path)
+
+    async def corrupt_document(self, store: Store, run_id: str) -> None:
+        assert isinstance(store, SQLiteStore)
+        # Text that is not JSON, as a bad migration might leave; the columns stay.
+        with closing(sqlite3.connect(store.path)) as conn, conn:
+            conn.execute("UPDATE runs SET doc = '{not json' WHERE id = ?", (run_id,))
 
     async def dispose(self, store: Store) -> None:
         await store.close()

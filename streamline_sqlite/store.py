@@ -158,17 +158,21 @@ _ACTIVE_BY_KEY = (
 # left alone, the planner prefers runs_workflow and walks every run of the
 # workflow, finished ones included; runs_claimable holds only active, unpaused,
 # due-dated runs in claim order, so a claim reads O(log n + limit) rows.
+# A document that is not JSON would make json_set fail the whole statement,
+# so no run could ever be claimed again: it is leased by its columns alone
+# (CASE evaluates only the branch it takes) and reported after the batch.
 _CLAIM = """
 UPDATE runs SET
     lease_owner = ?1,
     lease_expires_at = ?2,
     revision = revision + 1,
-    doc = json_set(
+    doc = CASE WHEN json_valid(doc) THEN json_set(
         doc,
         '$.lease', json(?3),
         '$.revision', revision + 1,
         '$.recoveries', ifnull(json_extract(doc, '$.recoveries'), 0)
             + (lease_owner IS NOT NULL AND status = 'running'))
+        ELSE doc END
 WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claimable
     WHERE {claimable} AND next_run_at IS NOT NULL AND next_run_at <= ?4
@@ -176,12 +180,16 @@ WHERE id IN (
       AND {workflow} IN (SELECT value FROM json_each(?5)){tenant}
     ORDER BY priority DESC, next_run_at ASC, id ASC
     LIMIT ?6)
-RETURNING doc
+RETURNING id, doc
 """
 # With versions, ?5 lists "name<US>version" pairs (US = the unit separator,
-# which neither names nor versions contain in practice).
+# which neither names nor versions contain in practice). A document that is
+# not JSON has no version to read, so no versioned claim selects it.
 _BY_NAME = "workflow_id"
-_BY_VERSION = "workflow_id || char(31) || json_extract(doc, '$.workflow_version')"
+_BY_VERSION = (
+    "workflow_id || char(31) || "
+    "CASE WHEN json_valid(doc) THEN json_extract(doc, '$.workflow_version') END"
+)
 _CLAIMS = {
     (versioned, tenant): _CLAIM.format(
         claimable=CLAIMABLE_SQL,
@@ -207,6 +215,17 @@ def _workflow_keys(workflows: WorkflowFilter) -> list[str]:
 
 def _corrupt_json(run_id: str | None) -> DataCorruptionError:
     return DataCorruptionError(f"stored run {run_id!r} is not a valid JSON document", run_id=run_id)
+
+
+def _load_leased(row: tuple[str, str]) -> WorkflowRun:
+    """A claimed row's run; a corrupt document's error names the run even without an id."""
+    run_id, doc = row
+    try:
+        return load_run(doc)
+    except DataCorruptionError as exc:
+        if exc.run_id is not None:
+            raise
+        raise DataCorruptionError(f"stored run {run_id!r}: {exc.message}", run_id=run_id) from None
 
 
 def _open_writer(path: str, *, synchronous: str, busy_timeout: float) -> sqlite3.Connection:
@@ -472,12 +491,12 @@ class SQLiteStore:
         if tenant_id is not None:
             params = (*params, tenant_id)
 
-        def op(conn: sqlite3.Connection) -> list[str]:
-            return [doc for (doc,) in conn.execute(sql, params).fetchall()]
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return [(run_id, doc) for run_id, doc in conn.execute(sql, params).fetchall()]
 
         # A corrupt document stays leased (so no worker spins on it) and is
         # reported after the valid runs of the same claim are kept.
-        return leased_runs(await self._writer.run(op), load_run)
+        return leased_runs(await self._writer.run(op), _load_leased)
 
     async def transition(
         self,

@@ -6,6 +6,8 @@ from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from streamline_core.errors import WorkflowError
 from streamline_core.run import RunPage, RunStatus, WorkflowRun
 from streamline_core.store import RunQuery, Store
@@ -18,6 +20,7 @@ __all__ = [
     "at",
     "diff_docs",
     "make_doc",
+    "non_utc_datetime",
     "observe",
     "step_doc",
 ]
@@ -115,6 +118,38 @@ def diff_docs(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str:
     return "; ".join(lines) or "no difference"
 
 
+def non_utc_datetime(run: WorkflowRun) -> str | None:
+    """The first datetime in ``run`` whose offset is not zero, described; ``None`` if all are UTC.
+
+    Equality of aware datetimes ignores their offsets, so a document compare
+    cannot see a store that hands back the right instant in UTC+1: this looks
+    at ``utcoffset()`` of every datetime in the run, nested ones included.
+    """
+    return _non_utc(run, "run")
+
+
+def _non_utc(value: Any, path: str) -> str | None:
+    if isinstance(value, datetime):
+        offset = value.utcoffset()
+        if offset != timedelta(0):
+            return f"{path} = {value.isoformat()} (utcoffset {offset}, not UTC)"
+        return None
+    items: Any
+    if isinstance(value, BaseModel):
+        items = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        problem = _non_utc(item, f"{path}.{key}")
+        if problem is not None:
+            return problem
+    return None
+
+
 class BackendErrorEscaped(AssertionError):
     """A store operation raised something that is not a ``streamline_core.errors`` error."""
 
@@ -125,7 +160,8 @@ class GuardedStore:
     Every clause and the state machine talk to stores through this wrapper, so
     "nothing outside ``streamline_core.errors`` escapes" is checked on every
     call the suite makes. Results are type-checked too, so a store returning
-    the wrong shape fails with a clear message rather than deep in a check.
+    the wrong shape fails with a clear message rather than deep in a check,
+    and every datetime of every returned run must be UTC (offset zero).
     """
 
     def __init__(self, inner: Store) -> None:
@@ -142,6 +178,11 @@ class GuardedStore:
     def _run(op: str, value: object) -> WorkflowRun:
         if not isinstance(value, WorkflowRun):
             raise AssertionError(f"store.{op}() returned {value!r}, not a WorkflowRun")
+        problem = non_utc_datetime(value)
+        if problem is not None:
+            raise AssertionError(
+                f"store.{op}() returned {problem}: every datetime a store returns is aware UTC"
+            )
         return value
 
     async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:

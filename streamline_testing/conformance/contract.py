@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from streamline_core.errors import (
     ConflictError,
+    DataCorruptionError,
     LeaseLostError,
     WorkflowError,
     WorkflowNotFoundError,
@@ -40,6 +41,7 @@ from streamline_testing.conformance._support import (
     at,
     diff_docs,
     make_doc,
+    non_utc_datetime,
     observe,
     step_doc,
 )
@@ -273,6 +275,7 @@ _FILTER_CASES: list[tuple[str, RunQuery, set[str]]] = [
     ("workflow_id=str", RunQuery(workflow_id="wf-a"), {"q1", "q2", "q6", "q8"}),
     ("workflow_id=list", RunQuery(workflow_id=["wf-b", "wf-c"]), {"q3", "q4", "q5", "q7"}),
     ("workflow_id=[]", RunQuery(workflow_id=[]), set()),
+    ("status=[]", RunQuery(status=[]), set()),
     ("status=one", RunQuery(status=_W), {"q2", "q3", "q7"}),
     ("status=list", RunQuery(status=[RunStatus.DONE, RunStatus.FAILED]), {"q4", "q5"}),
     ("tenant_id", RunQuery(tenant_id="t1"), {"q2", "q3"}),
@@ -520,6 +523,52 @@ class StoreContract(StoreHarness):
             assert winner is not None, "the winning run is gone"
             await stores.main.transition(winner.id, winner.revision, {"status": "done"})
 
+    @clause
+    async def test_datetimes_read_back_are_utc(self, stores: Stores) -> None:
+        """documents: every datetime read back is UTC (utcoffset() == 0), not just the same instant.
+
+        Datetimes compare equal across offsets, so the comparison of documents
+        cannot see a store that hands back UTC+1; every operation's result is
+        checked for the offset itself (the guard checks every result of every
+        clause and of the state machine the same way).
+        """
+        store = stores.main
+        lease = _lease("w0", 1.5)
+        wait = {
+            "kind": "timer",
+            "reason": None,
+            "data": None,
+            "event": None,
+            "until": at(7.25),
+            "hook_token_hash": None,
+        }
+        created = await _put(
+            store,
+            "run-1",
+            lease=lease,
+            wait=wait,
+            steps=[step_doc("s0", "done", started_at=at(0.5), ended_at=at(1)), step_doc("s1")],
+            mailbox=[{"name": "e", "data": None, "at": at(0.75)}],
+            created_at=at(0.125),
+            updated_at=at(0.25),
+        )
+        seen = [("create()", created), ("get()", await store.get("run-1"))]
+        (claimed,) = await store.claim("w1", at(2), LEASE, 1, {"wf"})
+        seen.append(("claim()", claimed))
+        moved = await store.transition(
+            "run-1",
+            claimed.revision,
+            {"status": "done", "ended_at": at(3.5), "updated_at": at(3.5), "next_run_at": at(4)},
+        )
+        seen.append(("transition()", moved))
+        await store.heartbeat("run-1", "w1", at(4), LEASE)
+        seen.append(("get() after heartbeat()", await store.get("run-1")))
+        seen += [("find()", run) for run in (await store.find(RunQuery(limit=None))).items]
+        for what, run in seen:
+            assert run is not None, f"{what}: the run is gone"
+            problem = non_utc_datetime(run)
+            assert problem is None, f"{what} returned {problem}"
+
     # -- claim ------------------------------------------------------------------------
 
     @clause
@@ -744,6 +793,194 @@ class StoreContract(StoreHarness):
         running = next(r for r in again if r.id == "running")
         assert running.recoveries == 2, f"a second takeover left recoveries={running.recoveries}"
 
+    @clause
+    async def test_claim_orders_priorities_as_numbers(self, stores: Stores) -> None:
+        """claim: priorities order as numbers (10 before 9, -1 before -2), never as text."""
+        store = stores.main
+        priorities = (("p-a", 9), ("p-b", -2), ("p-c", 10), ("p-d", -1), ("p-e", 0))
+        expected = ["p-c", "p-a", "p-e", "p-d", "p-b"]
+        for run_id, priority in priorities:
+            await _put(store, run_id, priority=priority, workflow_id="wf-one")
+            await _put(store, f"{run_id}-batch", priority=priority, workflow_id="wf-all")
+        got = []
+        for _ in priorities:
+            got += _ids(await store.claim("w1", at(1), LEASE, 1, {"wf-one"}))
+        assert got == expected, f"claim(limit=1) five times returned {got}, expected {expected}"
+        batch = _ids(await store.claim("w1", at(1), LEASE, 10, {"wf-all"}))
+        want = [f"{run_id}-batch" for run_id in expected]
+        assert batch == want, f"claim(limit=10) returned {batch}, expected {want}"
+
+    @clause
+    async def test_claim_ranks_every_due_run_by_priority(self, stores: Stores) -> None:
+        """claim: the top priority comes first however many older, lower-priority runs are due.
+
+        One high-priority run is due after 300 low-priority ones: a store that
+        ranks by priority only within a window of the earliest-due runs fails.
+        """
+        store = stores.main
+        runs = [_run(f"old-{i:03d}", next_run_at=at(i / 100)) for i in range(300)]
+        for start in range(0, len(runs), 50):
+            chunk = runs[start : start + 50]
+            created = await asyncio.gather(
+                *(stores.pick(i).create(run) for i, run in enumerate(chunk))
+            )
+            assert all(flag for _, flag in created), "create() of a new id returned created=False"
+        await _put(store, "urgent", priority=1, next_run_at=at(10), created_at=at(10))
+        first = _ids(await store.claim("w1", at(20), LEASE, 1, {"wf"}))
+        assert first == ["urgent"], (
+            f"claim(limit=1) returned {first}; 'urgent' (priority 1) is due behind 300 "
+            "older priority-0 runs and must come first"
+        )
+        rest = _ids(await store.claim("w1", at(20), LEASE, 3, {"wf"}))
+        assert rest == ["old-000", "old-001", "old-002"], f"the next claim returned {rest}"
+
+    @clause
+    async def test_claim_compares_times_below_the_second(self, stores: Stores) -> None:
+        """claim: due times and lease expiries compare to the millisecond, never whole seconds.
+
+        Due at +10.5 s is not claimable at +10.2 s; due +10.2 s comes before
+        +10.7 s; a 12.5 s lease taken at +10 s is not taken over at +22.2 s.
+        """
+        store = stores.main
+        await _put(store, "not-yet", next_run_at=at(10.5), workflow_id="wf-due")
+        early = _ids(await store.claim("w1", at(10.2), LEASE, 10, {"wf-due"}))
+        assert early == [], f"claim() at +10.2s returned {early}, due only at +10.5s"
+        due = _ids(await store.claim("w1", at(10.5), LEASE, 10, {"wf-due"}))
+        assert due == ["not-yet"], f"claim() at +10.5s returned {due}, due at +10.5s"
+
+        await _put(store, "a-later", next_run_at=at(10.7), workflow_id="wf-order")
+        await _put(store, "b-sooner", next_run_at=at(10.2), workflow_id="wf-order")
+        order = _ids(await store.claim("w1", at(11), LEASE, 10, {"wf-order"}))
+        assert order == ["b-sooner", "a-later"], (
+            f"claim() returned {order}: due +10.2s comes before due +10.7s"
+        )
+
+        await _put(store, "leased", workflow_id="wf-lease")
+        (claimed,) = await store.claim("w1", at(10), 12.5, 1, {"wf-lease"})
+        assert claimed.lease is not None and claimed.lease.expires_at == at(22.5)
+        stolen = _ids(await store.claim("w2", at(22.2), LEASE, 1, {"wf-lease"}))
+        assert stolen == [], f"claim() at +22.2s took over {stolen}, leased until +22.5s"
+        taken = _ids(await store.claim("w2", at(22.5), LEASE, 1, {"wf-lease"}))
+        assert taken == ["leased"], f"claim() at +22.5s (the expiry) returned {taken}"
+
+    @clause
+    async def test_claim_racing_the_owners_heartbeat_exactly_one_wins(self, stores: Stores) -> None:
+        """claim: a takeover racing the owner's heartbeat of an expired lease; exactly one wins.
+
+        A heartbeat does not bump the revision, so a lease write whose filter
+        pins only the revision would overwrite a heartbeat that landed after
+        the claim read its candidates. Raced many times, in both orders, over
+        both handles with ``second_handle``.
+        """
+        store = stores.main
+        for n in range(20):
+            workflow, run_id = f"wf-race-{n}", f"race-{n:02d}"
+            await _put(store, run_id, workflow_id=workflow)
+            (held,) = await store.claim("owner", T0, LEASE, 1, {workflow})
+            beat = stores.pick(n).heartbeat(run_id, "owner", at(31), LEASE)
+            take = stores.pick(n + 1).claim("taker", at(31), LEASE, 1, {workflow})
+            if n % 2:
+                beaten, taken = await asyncio.gather(beat, take, return_exceptions=True)
+            else:
+                taken, beaten = await asyncio.gather(take, beat, return_exceptions=True)
+            if isinstance(taken, BaseException):
+                raise AssertionError(f"the racing claim() raised {taken!r}") from taken
+            if isinstance(beaten, BaseException) and not isinstance(beaten, LeaseLostError):
+                raise AssertionError(f"the racing heartbeat() raised {beaten!r}") from beaten
+            beat_won, take_won = not isinstance(beaten, BaseException), bool(taken)
+            assert beat_won != take_won, (
+                f"round {n}: the owner's heartbeat {'succeeded' if beat_won else 'failed'} and "
+                f"the racing claim {'took' if take_won else 'did not take'} the run at +31s "
+                "(the lease expired at +30s): exactly one of them must win"
+            )
+            expected = observe(held)
+            if beat_won:
+                expected["lease"] = _lease("owner", 61)
+            else:
+                expected.update(lease=_lease("taker", 61), revision=2, recoveries=1)
+                _check(taken[0], expected, f"round {n}: the winning claim() returned")
+            await _stored(store, expected, f"round {n}: after the race")
+
+    @clause
+    async def test_empty_tenant_is_a_tenant(self, stores: Stores) -> None:
+        """claim: tenant_id="" selects only runs of tenant "" (in find and count too).
+
+        "When tenant_id is given" includes the empty string: it is not "no filter".
+        """
+        store = stores.main
+        await _put(store, "t-none")
+        await _put(store, "t-empty", tenant_id="")
+        await _put(store, "t-one", tenant_id="t1")
+        found = _ids((await store.find(RunQuery(tenant_id="", limit=None))).items)
+        assert found == ["t-empty"], f"find(tenant_id='') returned {found}"
+        counted = await store.count(RunQuery(tenant_id=""))
+        assert counted == 1, f"count(tenant_id='') returned {counted}"
+        claimed = _ids(await store.claim("w1", at(1), LEASE, 10, {"wf"}, ""))
+        assert claimed == ["t-empty"], f"claim(tenant_id='') returned {claimed}"
+        rest = sorted(_ids(await store.claim("w1", at(1), LEASE, 10, {"wf"}, None)))
+        assert rest == ["t-none", "t-one"], f"claim(tenant_id=None) returned {rest}"
+
+    @clause
+    async def test_claim_leases_valid_runs_beside_corrupt_documents(self, stores: Stores) -> None:
+        """claim: corrupt documents stay leased and are reported; the valid runs still go out.
+
+        The claim leases every candidate it picked, corrupt or not, then raises
+        ``DataCorruptionError`` naming a corrupt run, with the valid runs it
+        leased in ``claimed`` (in claim order). Runs only with
+        ``Capabilities.corrupt_documents`` (the harness damages the documents).
+        """
+        if not self.capabilities.corrupt_documents:
+            raise unittest.SkipTest(
+                "the harness cannot damage documents (Capabilities.corrupt_documents)"
+            )
+        store = stores.main
+        for run_id, priority, due in (
+            ("good-1", 0, 0),
+            ("bad-1", 5, 0),
+            ("good-2", 0, 1),
+            ("bad-2", 3, 2),
+            ("good-3", -1, 0),
+        ):
+            await _put(store, run_id, priority=priority, next_run_at=at(due))
+        for run_id in ("bad-1", "bad-2"):
+            await self.corrupt_document(store.inner, run_id)
+        error = await _raises(
+            DataCorruptionError,
+            store.claim("w1", at(5), LEASE, 10, {"wf"}),
+            "claim() of a batch holding two corrupt documents",
+        )
+        assert error.run_id in ("bad-1", "bad-2"), (
+            f"the DataCorruptionError names run {error.run_id!r}, not a corrupt one"
+        )
+        claimed = list(error.claimed)
+        assert all(isinstance(r, WorkflowRun) for r in claimed), f"claimed holds {claimed!r}"
+        assert _ids(claimed) == ["good-1", "good-2", "good-3"], (
+            f"the error's claimed lists {_ids(claimed)}: the valid runs of the claim, in "
+            "claim order, must still be leased and returned"
+        )
+        for run in claimed:
+            due = {"good-1": 0, "good-2": 1, "good-3": 0}[run.id]
+            priority = -1 if run.id == "good-3" else 0
+            expected = make_doc(
+                run.id,
+                priority=priority,
+                next_run_at=at(due),
+                lease=_lease("w1", 35),
+                revision=1,
+            )
+            _check(run, expected, f"the claimed {run.id}")
+            await _stored(store, expected, f"the claimed {run.id}")
+        for run_id in ("bad-1", "bad-2"):
+            await _raises(DataCorruptionError, store.get(run_id), f"get() of corrupt {run_id}")
+        try:
+            again = await store.claim("w2", at(6), LEASE, 10, {"wf"})
+        except DataCorruptionError as exc:
+            raise AssertionError(
+                f"a second claim() met corrupt run {exc.run_id!r} again: a corrupt document "
+                "stays leased, so no worker spins on it"
+            ) from exc
+        assert again == [], f"a second claim() returned {_ids(again)}; every run is leased"
+
     # -- transition ------------------------------------------------------------------
 
     @clause
@@ -964,6 +1201,68 @@ class StoreContract(StoreHarness):
         total = await store.count(RunQuery())
         assert total == 0, f"transition() of unknown runs left {total} runs behind (an upsert?)"
 
+    @clause
+    async def test_transition_replaces_dict_values_never_merges(self, stores: Stores) -> None:
+        """transition: a dict value replaces the old value whole; keys it lacks are gone.
+
+        ``{"context.b": {"y": 2}}`` over ``{"b": {"x": 1}}`` gives ``{"b": {"y": 2}}``;
+        the same for a top-level dict field and for a key inside a step.
+        """
+        store = stores.main
+        await _put(
+            store,
+            "run-1",
+            context={"b": {"x": 1}, "c": {"q": 1}, "keep": {"k": 1}},
+            meta={"user": "u", "nested": {"k": 1}},
+            output={"m": 1, "n": 1},
+            steps=[step_doc("s0", "done", output={"a": 1, "deep": {"d": 1}}), step_doc("s1")],
+        )
+        result = await store.transition(
+            "run-1",
+            0,
+            {
+                "context.b": {"y": 2},
+                "context.c": {},
+                "meta": {"fresh": 1},
+                "output": {"n": 2},
+                "steps.0.output": {"deep": {"e": 2}},
+            },
+        )
+        expected = make_doc(
+            "run-1",
+            context={"b": {"y": 2}, "c": {}, "keep": {"k": 1}},
+            meta={"fresh": 1},
+            output={"n": 2},
+            steps=[step_doc("s0", "done", output={"deep": {"e": 2}}), step_doc("s1")],
+            revision=1,
+        )
+        _check(result, expected, "transition() of dict values returned")
+        await _stored(store, expected, "transition() of dict values")
+
+    @clause
+    async def test_transition_ignores_idempotency_keys(self, stores: Stores) -> None:
+        """transition: never fails because of an idempotency key (keys constrain create only).
+
+        A done run with key ``k`` moved back to running while another active
+        run holds ``k`` applies; so does giving a run a key that is held.
+        """
+        store = stores.main
+        await _put(store, "key-old", idempotency_key="k", status="done", ended_at=T0)
+        await _put(store, "key-new", idempotency_key="k")
+        await _put(store, "keyless")
+        revived = await store.transition("key-old", 0, {"status": "running", "ended_at": None})
+        expected = make_doc("key-old", idempotency_key="k", revision=1)
+        _check(revived, expected, "transition() reviving a run whose key is held returned")
+        await _stored(store, expected, "transition() reviving a run whose key is held")
+        keyed = await store.transition("keyless", 0, {"idempotency_key": "k"})
+        expected = make_doc("keyless", idempotency_key="k", revision=1)
+        _check(keyed, expected, "transition() giving a run a held key returned")
+        await _stored(store, expected, "transition() giving a run a held key")
+        again, created = await store.create(_run("key-third", idempotency_key="k"))
+        assert created is False and again.id in {"key-old", "key-new", "keyless"}, (
+            f"create() with key 'k', held by three active runs, returned ({again.id}, {created})"
+        )
+
     # -- heartbeat ---------------------------------------------------------------------
 
     @clause
@@ -1033,6 +1332,26 @@ class StoreContract(StoreHarness):
             revision = (await store.transition("run-1", revision, {"status": status})).revision
             got = await store.heartbeat("run-1", "w1", at(1), LEASE)
             assert got == RunStatus(status), f"heartbeat() returned {got!r} for a {status} run"
+
+    @clause
+    async def test_heartbeat_sets_expiry_to_now_plus_lease_for(self, stores: Stores) -> None:
+        """heartbeat: expires_at becomes exactly now + lease_for, even shorter or fractional.
+
+        After a 30 s claim, ``heartbeat(+1 s, 5)`` gives +6 s (not the later
+        +30 s); ``heartbeat(+10 s, 2.5)`` gives +12.5 s (not +12 s).
+        """
+        store = stores.main
+        await _put(store, "run-1")
+        (claimed,) = await store.claim("w1", T0, LEASE, 1, {"wf"})
+        expected = observe(claimed)
+        for now, lease_for, expiry in ((1, 5.0, 6), (10, 2.5, 12.5), (12, 0.25, 12.25)):
+            await store.heartbeat("run-1", "w1", at(now), lease_for)
+            expected["lease"] = _lease("w1", expiry)
+            await _stored(store, expected, f"heartbeat(+{now}s, lease_for={lease_for})")
+        early = await store.claim("w2", at(12.2), LEASE, 1, {"wf"})
+        assert early == [], f"claim() at +12.2s took {_ids(early)}, leased until +12.25s"
+        taken = await store.claim("w2", at(12.25), LEASE, 1, {"wf"})
+        assert _ids(taken) == ["run-1"], "the shortened lease was not taken over at its expiry"
 
     # -- revisions and durability ------------------------------------------------------
 
@@ -1195,6 +1514,33 @@ class StoreContract(StoreHarness):
         assert got == len(_QUERY_RUNS), f"count() with a cursor returned {got}: ignore the cursor"
 
     @clause
+    async def test_queries_compare_values_with_their_type(self, stores: Stores) -> None:
+        """find: meta/context equality is typed: 1 never matches "1", 7 never matches "7".
+
+        The same in count and delete.
+        """
+        store = stores.main
+        await _put(store, "typed-int", context={"n": 1}, meta={"v": 7})
+        await _put(store, "typed-str", context={"n": "1"}, meta={"v": "7"})
+        await _put(store, "typed-other", context={"n": 2}, meta={"v": "x"})
+        cases: list[tuple[str, RunQuery, list[str]]] = [
+            ("context={'n': 1}", RunQuery(context={"n": 1}), ["typed-int"]),
+            ("context={'n': '1'}", RunQuery(context={"n": "1"}), ["typed-str"]),
+            ("meta={'v': 7}", RunQuery(meta={"v": 7}), ["typed-int"]),
+            ("meta={'v': '7'}", RunQuery(meta={"v": "7"}), ["typed-str"]),
+            ("context={'n': '2'}", RunQuery(context={"n": "2"}), []),
+        ]
+        for name, query, expected in cases:
+            got = _ids((await store.find(RunQuery(**{**_fields(query), "limit": None}))).items)
+            assert got == expected, f"find({name}) returned {got}, expected {expected}"
+            counted = await store.count(query)
+            assert counted == len(expected), f"count({name}) returned {counted}"
+        deleted = await store.delete(RunQuery(context={"n": "1"}))
+        assert deleted == 1, f"delete(context={{'n': '1'}}) returned {deleted}, expected 1"
+        left = sorted(_ids((await store.find(RunQuery(limit=None))).items))
+        assert left == ["typed-int", "typed-other"], f"after the delete the store holds {left}"
+
+    @clause
     async def test_delete_removes_only_matching_runs(self, stores: Stores) -> None:
         """delete: removes exactly the matching runs (limit ignored) and returns how many."""
         store = stores.main
@@ -1215,6 +1561,29 @@ class StoreContract(StoreHarness):
             assert await store.get(run_id) is None, f"deleted run {run_id} is still readable"
         for run_id in left:
             _check(await store.get(run_id), make_doc(run_id, **_QUERY_RUNS[run_id]), "kept run")
+
+    @clause
+    async def test_delete_agrees_with_every_filter(self, stores: Stores) -> None:
+        """delete: each RunQuery filter, empty lists included, deletes exactly what find selects.
+
+        Every case ``find`` and ``count`` are checked with, on a freshly seeded
+        store: ``run_ids=[]``, ``workflow_id=[]`` and ``status=[]`` delete nothing.
+        """
+        store = stores.main
+        for name, query, expected in _FILTER_CASES:
+            await _seed_query_runs(store)
+            deleted = await store.delete(RunQuery(**{**_fields(query), "limit": 1}))
+            assert deleted == len(expected), (
+                f"delete({name}) returned {deleted}, expected {len(expected)}"
+            )
+            left = set(_ids((await store.find(RunQuery(limit=None))).items))
+            kept = set(_QUERY_RUNS) - expected
+            assert left == kept, (
+                f"delete({name}) left {sorted(left)}, expected {sorted(kept)} "
+                f"(deleted too much: {sorted(kept - left)}; too little: {sorted(left - kept)})"
+            )
+            if left:
+                assert await store.delete(RunQuery(run_ids=sorted(left))) == len(left)
 
     # -- errors and lifecycle ----------------------------------------------------------
 

@@ -49,10 +49,16 @@ class Capabilities:
         race_width: How many concurrent calls each race clause makes (at
             least 2). Lower it only for a backend whose connection pool cannot
             serve that many at once.
+        corrupt_documents: The harness implements
+            :meth:`StoreHarness.corrupt_document`: it can damage a stored
+            document behind the store's back. The suite then checks that a
+            claim meeting a corrupt document still leases and returns the
+            valid runs beside it. Without it, that clause is skipped.
     """
 
     second_handle: bool = False
     race_width: int = 8
+    corrupt_documents: bool = False
 
     def __post_init__(self) -> None:
         if self.race_width < 2:
@@ -101,6 +107,27 @@ class StoreHarness:
         raise NotImplementedError(
             f"{type(self).__name__} sets capabilities.second_handle but does not "
             "implement another_handle()"
+        )
+
+    async def corrupt_document(self, store: Store, run_id: str) -> None:
+        """Damage the stored document of ``run_id`` behind the store's back.
+
+        Only called when ``capabilities.corrupt_documents`` is true, on a run
+        the suite created through ``store`` (unleased, due, claimable).
+        Write straight to the storage, as a bad migration or a disk fault
+        would: make the document as unreadable as the storage can hold (for
+        a store of JSON text, text that is not JSON, like ``{not json``; for
+        a document database, a document that is no valid run, like
+        ``steps`` set to a string) while leaving whatever the store's claim
+        selects on (status, due time, lease, priority columns) as it was.
+
+        Args:
+            store: A store made by :meth:`make_store`.
+            run_id: The run to damage.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} sets capabilities.corrupt_documents but does not "
+            "implement corrupt_document()"
         )
 
     async def dispose(self, store: Store) -> None:

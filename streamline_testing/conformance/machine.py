@@ -91,7 +91,7 @@ __all__ = ["StoreStateMachine"]
 _T = TypeVar("_T")
 
 WORKFLOWS = ("wf-a", "wf-b")
-TENANTS = (None, "t1", "t2")
+TENANTS = (None, "t1", "t2", "")  # "" is a tenant, not "no tenant"
 STATUSES = ("draft", "running", "waiting", "done", "failed", "cancelled")
 EVENTS = ("e1", "e2")
 HOOKS = ("h1", "h2")
@@ -100,9 +100,22 @@ SORTS: tuple[SortKey, ...] = ("created_at", "-created_at", "updated_at", "-updat
 
 # Stored JSON values, and the values queries look for. Queries never ask for
 # None, lists or bools: equality on those differs between databases in ways
-# the contract does not settle (see docs/conformance.md).
-_VALUES = st.one_of(st.none(), st.integers(0, 2), st.sampled_from(["x", "y"]))
-_QUERY_VALUES = st.one_of(st.integers(0, 2), st.sampled_from(["x", "y"]))
+# the contract does not settle (see docs/conformance.md). The strings "1" and
+# "7" look like the integers 1 and 7 and must never match them.
+# Stored dict values are replaced whole by a patch, never merged. Flat samples,
+# so that look-alikes come up about as often as anything else.
+_SCALARS: list[Any] = [0, 1, 2, 7, "x", "y", "1", "7"]
+_VALUES = st.sampled_from([None, *_SCALARS, {"x": 1}, {"y": [2]}])
+_QUERY_VALUES = st.sampled_from(_SCALARS)
+
+# One filter alone, so that it decides the result (in a random query several
+# filters usually AND down to nothing): typed values, the "" tenant, keys.
+_ONE_FILTER = st.one_of(
+    st.tuples(st.just("meta"), st.sampled_from(["user", "team"]), _QUERY_VALUES),
+    st.tuples(st.just("context"), st.sampled_from(["a", "b"]), _QUERY_VALUES),
+    st.tuples(st.just("tenant_id"), st.none(), st.sampled_from(["", "t1"])),
+    st.tuples(st.just("idempotency_key"), st.none(), st.sampled_from(KEYS)),
+)
 
 
 def _wait(kind: str, *, event: str | None = None, hook: str | None = None) -> Doc:
@@ -141,6 +154,9 @@ class RunSpec:
     version: str = "1"
 
 
+# Numbers whose text sorts differently ("9" > "10", "-2" > "-1").
+_PRIORITIES = st.sampled_from([-2, -1, 0, 0, 1, 2, 9, 10])
+
 _RUN_SPECS = st.builds(
     RunSpec,
     label=st.sampled_from("abcdef"),
@@ -149,7 +165,7 @@ _RUN_SPECS = st.builds(
     tenant_id=st.sampled_from(TENANTS),
     status=st.sampled_from(("running", "running", "waiting", "draft", "done")),
     paused=st.sampled_from([False, False, False, True]),
-    priority=st.integers(-1, 2),
+    priority=_PRIORITIES,
     due=st.sampled_from([0, -20, -1, 0, 0, 15, 45, None]),
     key=st.one_of(st.none(), st.sampled_from(KEYS)),
     wait=_WAITS,
@@ -163,7 +179,7 @@ _PATCHES = st.fixed_dictionaries(
         "status": st.sampled_from(STATUSES),
         "paused": st.booleans(),
         "next_run_at": st.one_of(st.none(), st.sampled_from([-10, 0, 20, 60])),
-        "priority": st.integers(-1, 2),
+        "priority": _PRIORITIES,
         "lease": st.none(),
         "wait": _WAITS,
         "current_step_id": st.sampled_from(["s0", "s1"]),
@@ -193,7 +209,7 @@ _QUERIES = st.fixed_dictionaries(
         "status": st.one_of(
             st.sampled_from(STATUSES), st.lists(st.sampled_from(STATUSES), max_size=3)
         ),
-        "tenant_id": st.sampled_from(["t1", "t2"]),
+        "tenant_id": st.sampled_from(["t1", "t2", ""]),
         "meta": st.dictionaries(st.sampled_from(["user", "team"]), _QUERY_VALUES, max_size=2),
         "context": st.dictionaries(st.sampled_from(["a", "b"]), _QUERY_VALUES, max_size=1),
         "created_after": st.sampled_from([0, 30, 120]),  # seconds before now
@@ -201,6 +217,7 @@ _QUERIES = st.fixed_dictionaries(
         "updated_before": st.sampled_from([0, 30, 120]),
         "waiting_for_event": st.sampled_from(EVENTS),
         "hook_token_hash": st.sampled_from(HOOKS),
+        "idempotency_key": st.sampled_from(KEYS),
     },
 )
 
@@ -353,7 +370,7 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
         for name in ("workflow_id", "tenant_id", "meta", "context"):
             if name in spec:
                 fields[name] = spec[name]
-        for name in ("waiting_for_event", "hook_token_hash"):
+        for name in ("waiting_for_event", "hook_token_hash", "idempotency_key"):
             if name in spec:
                 fields[name] = spec[name]
         if "status" in spec:
@@ -528,7 +545,7 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
                 {"wf-a": ("2",)},
             ]
         ),
-        tenant=st.sampled_from([None, None, "t1", "t2"]),
+        tenant=st.sampled_from([None, None, "t1", "t2", ""]),
     )
     def claim(
         self,
@@ -600,7 +617,11 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
             for run in got:
                 self._apply_claim(worker, run, f"racing claim by {worker}")
 
-    @rule(worker=workers, pick=st.integers(0, 255), lease_for=st.sampled_from([LEASE, 1.0, 90.0]))
+    @rule(
+        worker=workers,
+        pick=st.integers(0, 255),
+        lease_for=st.sampled_from([LEASE, 1.0, 2.5, 90.0]),
+    )
     def heartbeat_held(self, worker: str, pick: int, lease_for: float) -> None:
         """heartbeat: a worker extends a lease it believes it holds (the engine's path)."""
         run_id = self._held(worker, pick)
@@ -615,7 +636,7 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
         held = sorted(self.memory[worker])
         return held[pick % len(held)] if held else None
 
-    @rule(worker=workers, run_id=runs, lease_for=st.sampled_from([1.0, LEASE, 90.0]))
+    @rule(worker=workers, run_id=runs, lease_for=st.sampled_from([1.0, LEASE, 2.5, 90.0]))
     def heartbeat(self, worker: str, run_id: str, lease_for: float) -> None:
         """heartbeat: succeeds exactly for lease.owner; extends the lease; revision unchanged."""
         self._heartbeat(worker, run_id, lease_for)
@@ -799,6 +820,19 @@ class StoreStateMachine(StoreHarness, RuleBasedStateMachine):
         else:
             raise AssertionError(f"find() pagination did not end ({got})")
         assert got == expected, f"find({query}) paged to {got}, the model says {expected}"
+
+    @rule(one=_ONE_FILTER)
+    def find_by_one_filter(self, one: tuple[str, str | None, Any]) -> None:
+        """find/count: a single filter (typed meta/context value, tenant, key) selects exactly."""
+        field, key, value = one
+        filters: dict[str, Any] = {field: value if key is None else {key: value}}
+        query = RunQuery(limit=None, **filters)
+        expected = [d["id"] for d in ordered(self.model.values(), query)]
+        page = self._call(self.handles[-1].find(query))
+        got = [r.id for r in page.items]
+        assert got == expected, f"find({query}) returned {got}, the model says {expected}"
+        total = self._call(self.handles[0].count(query))
+        assert total == len(expected), f"count({query}) returned {total}, the model says {expected}"
 
     @rule(spec=_QUERIES, run_ids=st.one_of(st.none(), st.lists(runs, max_size=3)))
     def count(self, spec: dict[str, Any], run_ids: list[str] | None) -> None:

@@ -6,7 +6,10 @@ Usage::
     python -m streamline_testing.conformance mypkg.module:MyStoreHarness
 
 Prints one row per clause (its name, what it checks, pass/fail/skip and the
-first line of a failure), then the full failures. Exit status: 0 when every
+first line of a failure), grouped by the capability it checks (``claim``,
+``transition``, ``heartbeat``, ...) with a tally per group, then a checklist
+of the capabilities with what failed or was skipped in each, then the full
+failures. Exit status: 0 when every
 clause passes (skips allowed), 1 when any fails, 2 when the harness cannot
 be loaded (or the command line is wrong).
 """
@@ -27,7 +30,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from streamline_testing.conformance.harness import StoreHarness
-from streamline_testing.conformance.suite import ClauseResult, list_clauses, run_clause
+from streamline_testing.conformance.suite import (
+    ClauseResult,
+    by_capability,
+    list_clauses,
+    run_clause,
+)
 
 __all__ = ["HarnessLoadError", "app", "load_harness", "main"]
 
@@ -88,20 +96,56 @@ def load_harness(spec: str) -> type[StoreHarness]:
 
 
 _STYLE = {"passed": "green", "failed": "bold red", "skipped": "yellow"}
+# Plain ASCII marks: CI logs are not always UTF-8.
+_MARK = {"passed": "[green]PASS[/]", "failed": "[bold red]FAIL[/]", "skipped": "[yellow]SKIP[/]"}
+
+
+def _tally(rows: list[ClauseResult]) -> str:
+    passed = sum(r.outcome == "passed" for r in rows)
+    ran = sum(r.outcome != "skipped" for r in rows)
+    if ran == 0:
+        return "skipped"
+    failed = ran - passed
+    return f"{passed}/{ran} passed" + (f", {failed} failed" if failed else "")
+
+
+def _verdict(rows: list[ClauseResult]) -> str:
+    if any(r.outcome == "failed" for r in rows):
+        return _MARK["failed"]
+    return _MARK["passed"] if any(r.outcome == "passed" for r in rows) else _MARK["skipped"]
 
 
 def _table(results: list[ClauseResult], spec: str, profile: str) -> Table:
+    """Every clause, grouped by the capability (part of the contract) it checks."""
     table = Table(title=f"Store conformance: {spec} (profile {profile})", title_justify="left")
     table.add_column("Clause", no_wrap=True)
     table.add_column("Checks", style="dim")
     table.add_column("Result", no_wrap=True)
     table.add_column("First line of the failure")
-    for r in results:
+    for capability, rows in by_capability(results).items():
+        table.add_row(f"[bold]{escape(capability)}[/]", "", f"[bold]{_tally(rows)}[/]", "")
+        for r in rows:
+            table.add_row(
+                f"  {r.name}",
+                escape(r.title.partition(": ")[2] or r.title),
+                f"[{_STYLE[r.outcome]}]{r.outcome.upper()}[/]",
+                escape(r.message),
+            )
+        table.add_section()
+    return table
+
+
+def _checklist(results: list[ClauseResult]) -> Table:
+    """One row per capability: the backend author's checklist."""
+    table = Table(title="Checklist by capability", title_justify="left")
+    table.add_column("", no_wrap=True)
+    table.add_column("Capability", no_wrap=True)
+    table.add_column("Clauses", no_wrap=True)
+    table.add_column("Failed or skipped")
+    for capability, rows in by_capability(results).items():
+        open_items = [f"{r.name} ({r.outcome})" for r in rows if r.outcome != "passed"]
         table.add_row(
-            r.name,
-            escape(r.title),
-            f"[{_STYLE[r.outcome]}]{r.outcome.upper()}[/]",
-            escape(r.message),
+            _verdict(rows), escape(capability), _tally(rows), escape(", ".join(open_items))
         )
     return table
 
@@ -151,6 +195,7 @@ def run(
             status.update(f"running {name}")
             results.append(run_clause(harness_class, name, profile=profile.value))
     console.print(_table(results, harness, profile.value))
+    console.print(_checklist(results))
     failed = [r for r in results if r.outcome == "failed"]
     if details:
         for r in failed:

@@ -14,7 +14,7 @@ import io
 import time
 import traceback
 import unittest
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -27,7 +27,15 @@ from streamline_testing.conformance.harness import StoreHarness
 from streamline_testing.conformance.machine import StoreStateMachine
 from streamline_testing.conformance.profiles import profile_name
 
-__all__ = ["CRASH", "MACHINE", "ClauseResult", "list_clauses", "run_clause", "run_suite"]
+__all__ = [
+    "CRASH",
+    "MACHINE",
+    "ClauseResult",
+    "by_capability",
+    "list_clauses",
+    "run_clause",
+    "run_suite",
+]
 
 MACHINE = "state_machine"
 """The name of the state machine's row (the model-checked random walk)."""
@@ -64,6 +72,31 @@ class ClauseResult:
     message: str = ""
     details: str = ""
     seconds: float = 0.0
+
+    @property
+    def capability(self) -> str:
+        """The part of the contract the clause checks: its title up to the colon.
+
+        ``claim``, ``transition``, ``heartbeat``, ``find``, ``documents``, ...,
+        ``second handle``, ``state machine``, ``crash``.
+        """
+        head, sep, _ = self.title.partition(":")
+        return head.strip() if sep else self.name
+
+
+def by_capability(results: Sequence[ClauseResult]) -> dict[str, list[ClauseResult]]:
+    """``results`` grouped by :attr:`ClauseResult.capability`, groups in order of first appearance.
+
+    Args:
+        results: What :func:`run_suite` returned.
+
+    Returns:
+        Capability name to its results, each group in the given order.
+    """
+    groups: dict[str, list[ClauseResult]] = {}
+    for result in results:
+        groups.setdefault(result.capability, []).append(result)
+    return groups
 
 
 def _contract_class(harness: type[StoreHarness]) -> type[StoreContract]:

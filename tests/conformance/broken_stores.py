@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 from collections.abc import Collection, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from streamline_core.errors import ConflictError, LeaseLostError
-from streamline_core.run import RunStatus, WorkflowRun, run_to_document
-from streamline_core.store import Store
+from streamline_core.run import RunStatus, WorkflowRun, run_from_document, run_to_document
+from streamline_core.store import UNSET, RunQuery, Store, workflow_matches
 from streamline_testing import InMemoryStore
-from streamline_testing.conformance import StoreHarness
+from streamline_testing.conformance import Capabilities, StoreHarness
 
 _ACTIVE = ("draft", "running", "waiting")
 
@@ -147,6 +148,306 @@ class LosesTheLastWrite(InMemoryStore):
         return result
 
 
+# -- rules of the contract no clause checked before issue #17 ----------------------
+
+
+class _ClaimBy(InMemoryStore):
+    """A claim whose candidate filter and order come from overridable hooks."""
+
+    def _due(self, doc: dict[str, Any], now: datetime) -> bool:
+        return doc["next_run_at"] is not None and doc["next_run_at"] <= now
+
+    def _expired(self, doc: dict[str, Any], now: datetime) -> bool:
+        return doc["lease"] is None or doc["lease"]["expires_at"] <= now
+
+    def _tenant_ok(self, doc: dict[str, Any], tenant_id: str | None) -> bool:
+        return tenant_id is None or doc["tenant_id"] == tenant_id
+
+    def _order(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(candidates, key=lambda d: (-d["priority"], d["next_run_at"], d["id"]))
+
+    def _candidates(
+        self, now: datetime, workflows: Collection[str], tenant_id: str | None
+    ) -> list[dict[str, Any]]:
+        return self._order(
+            [
+                d
+                for d in self._docs.values()
+                if d["status"] in _ACTIVE
+                and self._due(d, now)
+                and not d["paused"]
+                and self._expired(d, now)
+                and workflow_matches(workflows, d["workflow_id"], d["workflow_version"])
+                and self._tenant_ok(d, tenant_id)
+            ]
+        )
+
+    @staticmethod
+    def _lease(doc: dict[str, Any], worker: str, now: datetime, lease_for: float) -> None:
+        if doc["lease"] is not None and doc["status"] == RunStatus.RUNNING.value:
+            doc["recoveries"] += 1
+        doc["lease"] = {"owner": worker, "expires_at": now + timedelta(seconds=lease_for)}
+        doc["revision"] += 1
+
+    async def claim(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        if limit <= 0:
+            return []
+        leased = self._candidates(now, workflows, tenant_id)[:limit]
+        for doc in leased:
+            self._lease(doc, worker, now, lease_for)
+        return [self._load(d) for d in leased]
+
+
+class ClaimSortsPriorityAsText(_ClaimBy):
+    """Orders claims by the priority's text ("9" > "10", "-2" > "-1")."""
+
+    def _order(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        by_due = sorted(candidates, key=lambda d: (d["next_run_at"], d["id"]))
+        return sorted(by_due, key=lambda d: str(d["priority"]), reverse=True)
+
+
+class ClaimRanksOnlyTheEarliestDue(_ClaimBy):
+    """Reads the 100 earliest-due candidates, then ranks those by priority."""
+
+    def _order(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        window = sorted(candidates, key=lambda d: (d["next_run_at"], d["id"]))[:100]
+        return super()._order(window)
+
+
+def _whole(moment: datetime) -> datetime:
+    return moment.replace(microsecond=0)
+
+
+class ClaimComparesWholeSeconds(_ClaimBy):
+    """Compares and orders due times and lease expiries truncated to the second."""
+
+    def _due(self, doc: dict[str, Any], now: datetime) -> bool:
+        return doc["next_run_at"] is not None and _whole(doc["next_run_at"]) <= _whole(now)
+
+    def _expired(self, doc: dict[str, Any], now: datetime) -> bool:
+        return doc["lease"] is None or _whole(doc["lease"]["expires_at"]) <= _whole(now)
+
+    def _order(self, candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return sorted(candidates, key=lambda d: (-d["priority"], _whole(d["next_run_at"]), d["id"]))
+
+
+class ClaimPinsOnlyTheRevision(_ClaimBy):
+    """Reads candidates, round-trips, then leases each with a filter on the revision alone.
+
+    A heartbeat does not bump the revision, so one that lands between the
+    read and the write is overwritten: the owner and the claimer both win.
+    """
+
+    async def claim(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        if limit <= 0:
+            return []
+        read = [(d["id"], d["revision"]) for d in self._candidates(now, workflows, tenant_id)]
+        await asyncio.sleep(0)  # the round trip between the read and the writes
+        leased = []
+        for run_id, revision in read[:limit]:
+            doc = self._docs.get(run_id)
+            if doc is not None and doc["revision"] == revision:  # "pins the revision"
+                self._lease(doc, worker, now, lease_for)
+                leased.append(self._load(doc))
+        return leased
+
+
+class EmptyTenantMeansAnyTenant(_ClaimBy):
+    """Treats tenant_id="" like no tenant filter, in claim and in queries."""
+
+    def _tenant_ok(self, doc: dict[str, Any], tenant_id: str | None) -> bool:
+        return not tenant_id or doc["tenant_id"] == tenant_id
+
+    def _matching(self, query: RunQuery) -> list[WorkflowRun]:
+        if query.tenant_id == "":
+            query = dataclasses.replace(query, tenant_id=None)
+        return super()._matching(query)
+
+
+class HeartbeatKeepsTheLaterExpiry(InMemoryStore):
+    """A heartbeat never shortens a lease: it keeps max(old expiry, now + lease_for)."""
+
+    async def heartbeat(
+        self, run_id: str, owner: str, now: datetime, lease_for: float
+    ) -> RunStatus:
+        doc = self._docs.get(run_id)
+        before = doc["lease"]["expires_at"] if doc and doc["lease"] else None
+        status = await super().heartbeat(run_id, owner, now, lease_for)
+        if doc is not None and before is not None:
+            doc["lease"]["expires_at"] = max(before, doc["lease"]["expires_at"])
+        return status
+
+
+class HeartbeatTruncatesLeaseFor(InMemoryStore):
+    """Extends the lease by whole seconds only (an integer column, say)."""
+
+    async def heartbeat(
+        self, run_id: str, owner: str, now: datetime, lease_for: float
+    ) -> RunStatus:
+        return await super().heartbeat(run_id, owner, now, int(lease_for))
+
+
+def _merge(old: Any, new: Any) -> Any:
+    if isinstance(old, dict) and isinstance(new, dict):
+        merged = dict(old)
+        for key, value in new.items():
+            merged[key] = _merge(old.get(key), value)
+        return merged
+    return new
+
+
+class PatchMergesDicts(InMemoryStore):
+    """Merges a dict patch value into the dict it replaces (a deep ``$set`` of each key)."""
+
+    async def transition(
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: str | None = None,
+    ) -> WorkflowRun:
+        doc = self._docs.get(run_id)
+        if doc is not None:
+            merged = {}
+            for path, value in patch.items():
+                old: Any = doc
+                for part in path.split("."):
+                    if isinstance(old, list) and part.isdigit() and int(part) < len(old):
+                        old = old[int(part)]
+                    elif isinstance(old, dict):
+                        old = old.get(part)
+                    else:
+                        old = None
+                merged[path] = _merge(old, value) if value is not UNSET else value
+            patch = merged
+        return await super().transition(run_id, expected_revision, patch, owner)
+
+
+class TransitionGuardsIdempotencyKeys(InMemoryStore):
+    """Refuses a transition that makes a run active while another active run holds its key."""
+
+    async def transition(
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: str | None = None,
+    ) -> WorkflowRun:
+        doc = self._docs.get(run_id)
+        if (
+            doc is not None
+            and doc["idempotency_key"] is not None
+            and patch.get("status") in _ACTIVE
+        ):
+            for other in self._docs.values():
+                if (
+                    other["id"] != run_id
+                    and other["status"] in _ACTIVE
+                    and (other["workflow_id"], other["tenant_id"], other["idempotency_key"])
+                    == (doc["workflow_id"], doc["tenant_id"], doc["idempotency_key"])
+                ):
+                    raise ConflictError(f"another active run holds the key of {run_id!r}")
+        return await super().transition(run_id, expected_revision, patch, owner)
+
+
+_PLUS_ONE = timezone(timedelta(hours=1))
+
+
+def _shifted(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(_PLUS_ONE)
+    if isinstance(value, dict):
+        return {k: _shifted(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_shifted(v) for v in value]
+    return value
+
+
+class ReturnsLocalTime(InMemoryStore):
+    """Hands every datetime back in UTC+1: the same instant, so ``==`` cannot tell."""
+
+    def _load(self, doc: dict[str, Any]) -> WorkflowRun:
+        return run_from_document(_shifted(doc))
+
+
+def _loose(value: Any) -> Any:
+    return str(value) if isinstance(value, int | str) and not isinstance(value, bool) else value
+
+
+class QueriesCompareAsText(InMemoryStore):
+    """Compares meta/context query values as text, so 1 matches "1"."""
+
+    def _matching(self, query: RunQuery) -> list[WorkflowRun]:
+        loose = dataclasses.replace(query, meta=None, context=None)
+        found = []
+        for run in super()._matching(loose):
+            ok = True
+            for data, wanted in ((run.meta, query.meta), (run.context, query.context)):
+                for key, value in (wanted or {}).items():
+                    ok = ok and key in data and _loose(data[key]) == _loose(value)
+            if ok:
+                found.append(run)
+        return found
+
+
+class DeleteIgnoresIdempotencyKey(InMemoryStore):
+    """delete() forgets the idempotency_key filter (and so deletes every run)."""
+
+    async def delete(self, query: RunQuery) -> int:
+        return await super().delete(dataclasses.replace(query, idempotency_key=None))
+
+
+class DeleteTakesEmptyListsAsNoFilter(InMemoryStore):
+    """delete() reads run_ids=[] (or workflow_id=[], status=[]) as "no filter": deletes all."""
+
+    async def delete(self, query: RunQuery) -> int:
+        fields = {
+            name: None
+            for name in ("run_ids", "workflow_id", "status")
+            if getattr(query, name) is not None
+            and not isinstance(getattr(query, name), str)
+            and len(getattr(query, name)) == 0
+        }
+        return await super().delete(dataclasses.replace(query, **fields))
+
+
+class ClaimGivesUpOnACorruptDocument(_ClaimBy):
+    """One unreadable candidate fails the whole claim: nothing is leased or returned.
+
+    (SQLite's claim did this while its ``json_set`` ran over a document that
+    is not JSON: no run was ever claimed again.)
+    """
+
+    async def claim(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        for doc in self._candidates(now, workflows, tenant_id)[: max(limit, 0)]:
+            self._load(doc)  # raises DataCorruptionError before anything is leased
+        return await super().claim(worker, now, lease_for, limit, workflows, tenant_id)
+
+
 BROKEN_STORES: dict[type[InMemoryStore], str] = {
     ClaimIgnoresLiveLeases: "claim_is_exclusive_while_lease_is_live",
     TransitionIgnoresRevision: "transition_rejects_stale_revision",
@@ -155,16 +456,59 @@ BROKEN_STORES: dict[type[InMemoryStore], str] = {
     ClaimsNotYetDueRuns: "claim_skips_runs_not_yet_due",
     ClaimsPausedRuns: "claim_skips_paused_runs",
     LosesTheLastWrite: "acknowledged_writes_are_durable",
+    ClaimSortsPriorityAsText: "claim_orders_priorities_as_numbers",
+    ClaimRanksOnlyTheEarliestDue: "claim_ranks_every_due_run_by_priority",
+    ClaimComparesWholeSeconds: "claim_compares_times_below_the_second",
+    ClaimPinsOnlyTheRevision: "claim_racing_the_owners_heartbeat_exactly_one_wins",
+    EmptyTenantMeansAnyTenant: "empty_tenant_is_a_tenant",
+    HeartbeatKeepsTheLaterExpiry: "heartbeat_sets_expiry_to_now_plus_lease_for",
+    HeartbeatTruncatesLeaseFor: "heartbeat_sets_expiry_to_now_plus_lease_for",
+    PatchMergesDicts: "transition_replaces_dict_values_never_merges",
+    TransitionGuardsIdempotencyKeys: "transition_ignores_idempotency_keys",
+    ReturnsLocalTime: "datetimes_read_back_are_utc",
+    QueriesCompareAsText: "queries_compare_values_with_their_type",
+    DeleteIgnoresIdempotencyKey: "delete_agrees_with_every_filter",
+    DeleteTakesEmptyListsAsNoFilter: "delete_agrees_with_every_filter",
+    ClaimGivesUpOnACorruptDocument: "claim_leases_valid_runs_beside_corrupt_documents",
 }
 """Each broken store, and the clause that must fail for it."""
 
+MACHINE_CATCHES: tuple[type[InMemoryStore], ...] = (
+    ClaimIgnoresLiveLeases,
+    TransitionIgnoresRevision,
+    HeartbeatWithoutOwnerCheck,
+    RacyIdempotentCreate,
+    ClaimsNotYetDueRuns,
+    ClaimsPausedRuns,
+    LosesTheLastWrite,
+    ClaimSortsPriorityAsText,
+    EmptyTenantMeansAnyTenant,
+    HeartbeatTruncatesLeaseFor,
+    ReturnsLocalTime,
+    QueriesCompareAsText,
+    DeleteIgnoresIdempotencyKey,
+)
+"""The broken stores the state machine alone also catches (under the teeth tests' settings).
+
+The others break a rule that only a deterministic clause reaches every time:
+sub-second times, hundreds of due runs, a claim racing a heartbeat, a corrupt
+document; or one the random walk meets only in some runs (a heartbeat that
+shortens a lease, an empty-list delete, two dict writes to one key, a key
+held twice after a revival), which must not decide the verdict."""
+
 
 def harness_for(store_class: type[InMemoryStore]) -> type[StoreHarness]:
-    """A harness class making fresh ``store_class`` stores."""
+    """A harness class making fresh ``store_class`` stores (with the raw-corruption hook)."""
 
     class Harness(StoreHarness):
+        capabilities = Capabilities(corrupt_documents=True)
+
         async def make_store(self) -> Store:
             return store_class()
+
+        async def corrupt_document(self, store: Store, run_id: str) -> None:
+            assert isinstance(store, InMemoryStore)
+            store.raw(run_id)["steps"] = "garbage"
 
     Harness.__name__ = Harness.__qualname__ = f"{store_class.__name__}Harness"
     return Harness

@@ -28,6 +28,7 @@ def test_exports_are_pinned() -> None:
 
 def test_every_clause_names_its_contract_operation_in_its_docstring() -> None:
     operations = (
+        "documents",
         "create",
         "get",
         "claim",

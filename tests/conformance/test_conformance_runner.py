@@ -10,8 +10,9 @@ import broken_stores
 import pytest
 from typer.testing import CliRunner
 
-from streamline_testing.conformance import list_clauses
+from streamline_testing.conformance import ClauseResult, list_clauses
 from streamline_testing.conformance.runner import HarnessLoadError, app, load_harness
+from streamline_testing.conformance.suite import MACHINE, by_capability
 
 ROOT = Path(__file__).resolve().parents[2]
 WIDE = {"COLUMNS": "250"}
@@ -92,3 +93,38 @@ def test_python_dash_m_runs_the_same_runner() -> None:
     helped = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert helped.returncode == 0
     assert "--profile" in helped.stdout
+
+
+def test_the_report_is_a_checklist_grouped_by_capability() -> None:
+    spec = f"{broken_stores.__name__}:TransitionIgnoresRevisionHarness"
+    result = CliRunner().invoke(
+        app, [spec, "--clause", "transition", "--clause", "heartbeat"], env=WIDE
+    )
+    assert result.exit_code == 1, result.output
+    lines = result.output.splitlines()
+    header = next(
+        i for i, line in enumerate(lines) if "transition " in line and "6/8 passed" in line
+    )
+    assert "2 failed" in lines[header]
+    assert "transition_applies_patch_paths" in lines[header + 1]  # its clauses follow
+    assert any("heartbeat " in line and "4/4 passed" in line for line in lines)
+    checklist = lines[
+        next(i for i, line in enumerate(lines) if "Checklist by capability" in line) :
+    ]
+    row = next(line for line in checklist if " transition " in line)
+    assert "FAIL" in row and "transition_rejects_stale_revision (failed)" in row
+    assert any("PASS" in line and " heartbeat " in line for line in checklist)
+
+
+def test_results_group_by_the_capability_their_title_names() -> None:
+    results = [
+        ClauseResult("a", "claim: one", "passed"),
+        ClauseResult("b", "heartbeat: two", "failed"),
+        ClauseResult("c", "claim: three", "skipped"),
+        ClauseResult(MACHINE, "state machine: four", "passed"),
+    ]
+    groups = by_capability(results)
+    assert list(groups) == ["claim", "heartbeat", "state machine"]
+    assert [r.name for r in groups["claim"]] == ["a", "c"]
+    names = {capability for _, title in list_clauses() for capability in [title.split(":")[0]]}
+    assert {"claim", "transition", "heartbeat", "documents", "delete"} <= names

@@ -749,7 +749,7 @@ def test_a_locked_database_is_store_unavailable(db: str) -> None:
     asyncio.run(scenario())
 
 
-def test_corrupt_documents_raise_data_corruption_and_are_never_leased(db: str) -> None:
+def test_corrupt_documents_raise_data_corruption_and_stay_leased(db: str) -> None:
     async def scenario(store: SQLiteStore) -> None:
         bad_json, _ = await store.create(make_run())
         bad_run, _ = await store.create(make_run())
@@ -767,7 +767,38 @@ def test_corrupt_documents_raise_data_corruption_and_are_never_leased(db: str) -
             await store.count(RunQuery(meta={"x": 1}))
         with sqlite3.connect(db) as conn:
             leased = conn.execute("SELECT count(*) FROM runs WHERE lease_owner IS NOT NULL")
-            assert leased.fetchone()[0] == 0  # unreadable JSON fails the claim statement
+            assert leased.fetchone()[0] == 2  # both stay leased, so no worker spins on them
+        assert await store.claim("b", T0, 30, 10, {"wf"}) == []
+
+    run_with_store(db, scenario)
+
+
+@pytest.mark.parametrize("versioned", [False, True])
+def test_a_document_that_is_not_json_does_not_stop_the_claim(db: str, versioned: bool) -> None:
+    """Issue #16: json_set over '{not json' used to fail the whole UPDATE, forever."""
+    workflows: Any = {"wf": ["1"]} if versioned else {"wf"}
+
+    async def scenario(store: SQLiteStore) -> None:
+        bad, _ = await store.create(make_run(priority=5, workflow_version="1"))
+        good = [(await store.create(make_run(workflow_version="1")))[0] for _ in range(2)]
+        with sqlite3.connect(db) as conn:
+            conn.execute("UPDATE runs SET doc = '{not json' WHERE id = ?", (bad.id,))
+        if versioned:  # no version can be read from it: a versioned claim passes it by
+            claimed = await store.claim("a", T0, 30, 10, workflows)
+        else:
+            with pytest.raises(DataCorruptionError) as err:
+                await store.claim("a", T0, 30, 10, workflows)
+            assert err.value.run_id == bad.id
+            assert bad.id in str(err.value)
+            claimed = err.value.claimed
+        assert sorted(r.id for r in claimed) == sorted(r.id for r in good)
+        for run in claimed:
+            assert run.lease is not None and run.lease.owner == "a" and run.revision == 1
+            assert await store.get(run.id) == run
+        # Nothing is claimed twice, and later runs are still claimed.
+        assert await store.claim("b", T0, 30, 10, workflows) == []
+        fresh, _ = await store.create(make_run(workflow_version="1"))
+        assert [r.id for r in await store.claim("b", T0, 30, 10, workflows)] == [fresh.id]
 
     run_with_store(db, scenario)
 
