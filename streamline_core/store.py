@@ -12,7 +12,8 @@ Documents
     A run is stored as the fields of :class:`~streamline_core.run.WorkflowRun`
     (``run_to_document``); reads go through ``run_from_document``, which turns
     an invalid document into ``DataCorruptionError``. Datetimes are aware UTC
-    and must round-trip with at least millisecond precision.
+    (every datetime returned has ``utcoffset()`` zero) and must round-trip
+    with at least millisecond precision.
 
 Required operations
     ``create(run) -> (run, created)``
@@ -32,7 +33,8 @@ Required operations
         status in ``draft``/``running``/``waiting``; ``next_run_at`` is set
         and ``<= now``; ``paused`` is false; ``lease`` is null or
         ``lease.expires_at <= now``; the run's workflow is in ``workflows``;
-        and, when ``tenant_id`` is given, ``run.tenant_id == tenant_id``.
+        and, when ``tenant_id`` is given (the empty string included),
+        ``run.tenant_id == tenant_id``.
         ``workflows`` is either a collection of workflow names (any version)
         or a mapping of name to the versions the worker has registered, so a
         worker never claims a version it cannot run (:func:`workflow_matches`).
@@ -45,8 +47,10 @@ Required operations
         pins the revision it read: while a lease is live a run is never
         returned to two workers. A leased document that fails validation
         stays leased (so no worker spins on it); after leasing the batch the
-        store raises ``DataCorruptionError`` for the first such run, with the
-        valid runs leased in the same call in its ``claimed`` attribute.
+        store raises ``DataCorruptionError`` for one such run (which one, when
+        several, is unspecified), with the valid runs leased in the same call
+        in its ``claimed`` attribute. A document whose version cannot be read
+        is not selected by a versioned ``workflows`` mapping.
         :mod:`streamline_core.claiming` implements the parts of this rule
         that do not depend on the backend (the takeover test, the claim
         order of the result, the corrupt-document report).
@@ -79,7 +83,8 @@ Patches
     ``"meta.user"``). :data:`UNSET` as a value removes a dict key. Values are
     document values (``run_to_document`` shapes: dicts, lists, aware
     datetimes, JSON scalars). A patch touches only its paths; no two paths
-    in one patch overlap. :func:`apply_patch` implements this for stores
+    in one patch overlap. A value replaces whatever was at its path whole:
+    dicts are never merged. :func:`apply_patch` implements this for stores
     that keep whole documents.
 
 Errors
@@ -155,8 +160,9 @@ class RunQuery:
         status: One status or several.
         tenant_id: Exact tenant.
         run_ids: Only these ids.
-        meta: Equality on ``meta.<key>`` for each item.
-        context: Equality on ``context.<key>`` for each item.
+        meta: Typed equality on ``meta.<key>`` for each item (``1`` never matches ``"1"``;
+            a dict value is a value to compare, never a query operator).
+        context: The same on ``context.<key>``.
         created_after: ``created_at >= created_after``.
         created_before: ``created_at < created_before``.
         updated_before: ``updated_at < updated_before`` (cleanup).
