@@ -115,6 +115,7 @@ from streamline_sqlite._codec import (
     micros,
     stored_values,
 )
+from streamline_sqlite._file import FileIdentity
 from streamline_sqlite._query import after_cursor, dicts_match, order_by, where
 from streamline_sqlite._schema import (
     ACTIVE_SQL,
@@ -317,6 +318,7 @@ class SQLiteStore:
         self._create = create and not read_only
         self._opened = False
         self._closed = False
+        self._file: FileIdentity | None = None
         self._open_lock = threading.Lock()
         self._pid = os.getpid()
         # The workers must not reference the store (partial, not bound
@@ -402,6 +404,8 @@ class SQLiteStore:
                     worker.stop_nowait()
                     worker.thread.join()
                 raise explain_open_failure(exc, self._path, read_only=self._read_only) from None
+            if not self._shared:
+                self._file = FileIdentity(self._path)
             self._opened = True
 
     @property
@@ -411,6 +415,8 @@ class SQLiteStore:
                 f"SQLite database {self._path} is open read-only; it cannot be changed"
             )
         self.open()
+        if self._file is not None:
+            self._file.check()
         return self._writer_worker
 
     @property
