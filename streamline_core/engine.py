@@ -348,9 +348,7 @@ class Engine:
         For crash tests only (the conformance suite's crash property): nothing
         is released or committed, as when the process dies.
         """
-        tasks = self._dispatcher.abandon()
-        if self._heartbeats.task is not None:
-            tasks.append(self._heartbeats.task)
+        tasks = self._dispatcher.abandon() + self._heartbeats.tasks()
         if self._worker is not None:
             tasks.extend(self._worker.abandon())
         current = asyncio.current_task()

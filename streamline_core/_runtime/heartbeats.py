@@ -7,6 +7,15 @@ worker owns the run), or that gets no answer before the lease runs out on
 this worker's clock stops the step: its task is cancelled and ``ctx.signal``
 set, before anyone else may take the run. A renewal that reports
 ``cancelled`` stops it too.
+
+Leases expire by the wall clock (the one the store compares them with), but
+the renewal task sleeps on the event loop's monotonic timers, so a step of
+the wall clock (an NTP correction) could make every lease look expired to
+other workers while their holder sleeps on. Under a real clock a second task
+therefore compares the wall clock with each lease every
+:data:`WATCH_EVERY` seconds (no I/O), stops at once any step whose lease has
+passed, and reports a step of the wall clock against the monotonic one as an
+``engine:error``.
 """
 
 from __future__ import annotations
@@ -15,10 +24,15 @@ import asyncio
 from datetime import datetime, timedelta
 
 from streamline_core._runtime.runtime import Runtime
-from streamline_core.errors import LeaseLostError, StoreError
+from streamline_core.errors import LeaseLostError, StoreError, WorkflowError
 from streamline_core.run import RunStatus
 
-__all__ = ["Heartbeats"]
+__all__ = ["Heartbeats", "WATCH_EVERY", "CLOCK_STEP"]
+
+WATCH_EVERY = 0.2
+"""Real seconds between two comparisons of the wall clock with the leases held."""
+CLOCK_STEP = 1.0
+"""A wall clock that moved this many seconds more (or less) than the monotonic one stepped."""
 
 
 class Heartbeats:
@@ -27,18 +41,63 @@ class Heartbeats:
     def __init__(self, rt: Runtime) -> None:
         self._rt = rt
         self.task: asyncio.Task[None] | None = None
+        self.watch: asyncio.Task[None] | None = None
+        # A clock that announces its moves (FakeClock) moves only when a test
+        # says so, and wakes the renewals in order: nothing to watch.
+        self._watched = not callable(getattr(rt.clock, "subscribe", None))
 
     def ensure_running(self) -> None:
-        """Run the heartbeat task while anything is in flight."""
+        """Run the heartbeat task (and the lease watch) while anything is in flight."""
         if self.task is None or self.task.done():
             self.task = asyncio.create_task(self._run(), name="streamline:heartbeats")
+        if self._watched and (self.watch is None or self.watch.done()):
+            self.watch = asyncio.create_task(self._watch(), name="streamline:lease-watch")
+
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The running tasks (for a crash simulation to cancel)."""
+        return [t for t in (self.task, self.watch) if t is not None]
 
     async def stop(self) -> None:
-        """Stop the heartbeat task."""
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
-            self.task = None
+        """Stop the heartbeat task and the lease watch."""
+        tasks = self.tasks()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self.task = self.watch = None
+
+    async def _watch(self) -> None:
+        rt = self._rt
+        loop = asyncio.get_running_loop()
+        wall, mono = rt.clock.now(), loop.time()
+        while rt.inflight:
+            await asyncio.sleep(WATCH_EVERY)
+            now, tick = rt.clock.now(), loop.time()
+            step = (now - wall).total_seconds() - (tick - mono)
+            wall, mono = now, tick
+            if abs(step) >= CLOCK_STEP:
+                await rt.events.emit(
+                    "engine:error",
+                    error=ClockStepError(
+                        f"the wall clock stepped {step:+.1f} s against the monotonic clock; "
+                        "leases are judged by the wall clock, so steps whose lease has passed "
+                        "are stopped"
+                    ),
+                )
+            for run_id, state in list(rt.inflight.items()):
+                if state.task is None or state.task.done() or now < state.lease_expires:
+                    continue
+                state.interrupt("lease_lost")
+                await rt.events.emit(
+                    "engine:error",
+                    run_id=run_id,
+                    step_id=state.run.current_step_id,
+                    error=LeaseLostError(
+                        f"run {run_id!r}: its lease passed at {state.lease_expires.isoformat()} "
+                        f"by the wall clock (now {now.isoformat()}) before it was renewed; the "
+                        "step is stopped, another worker may take the run over",
+                        run_id=run_id,
+                    ),
+                )
 
     async def beat_now(self, run_id: str) -> None:
         """Renew the lease on ``run_id`` now (``ctx.heartbeat()``)."""
@@ -107,6 +166,10 @@ class Heartbeats:
             beat.cancel()
             raise _Unanswered()
         return beat.result()
+
+
+class ClockStepError(WorkflowError):
+    """The wall clock moved against the monotonic clock (reported, never raised)."""
 
 
 class _Unanswered(Exception):
