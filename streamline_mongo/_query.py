@@ -2,8 +2,14 @@
 
 Callers never pass raw query documents: :class:`~streamline_core.store.RunQuery`
 and the claim conditions are translated here, using only operators that
-behave the same on MongoDB and mongomock (equality, ``$in``, ``$lt``/``$lte``/
-``$gte``, ``$or``, ``$and``; DESIGN.md §8).
+behave the same on MongoDB and mongomock (equality, ``$eq``, ``$in``,
+``$lt``/``$lte``/``$gte``, ``$or``, ``$and``; DESIGN.md §8).
+
+Every value that comes from a caller is matched as a value, never read as an
+operator: it goes in ``{"$eq": value}`` (or in the list of an ``$in``), so
+``meta={"user": {"$ne": "x"}}`` matches runs whose ``meta.user`` *is* that
+sub-document, not every run. Field names under ``meta``/``context`` and ids
+are checked too (:func:`check_run_id`, :func:`check_key`).
 """
 
 from __future__ import annotations
@@ -12,16 +18,22 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from streamline_core.errors import ValidationError
 from streamline_core.run import ACTIVE_STATUSES, RunStatus, decode_cursor
 from streamline_core.store import RunQuery, WorkflowFilter, sort_key
 
-from ._documents import to_storage
+from ._documents import ACTIVE_MARK, to_storage
 from ._types import Document
 
 __all__ = [
     "ACTIVE",
     "TERMINAL",
     "claimable_filter",
+    "free_filter",
+    "expired_filter",
+    "ranks_before",
+    "check_run_id",
+    "check_key",
     "query_filter",
     "page_filter",
     "sort_spec",
@@ -46,39 +58,108 @@ def _and(clauses: list[Document]) -> Document:
     return {"$and": clauses}
 
 
-def claimable_filter(now: datetime, workflows: WorkflowFilter, tenant_id: str | None) -> Document:
-    """Every condition of "claimable" in the Store contract, as one filter.
+def check_run_id(run_id: Any, what: str = "run id") -> str:
+    """``run_id`` when it is a string; anything else is refused, never sent.
 
+    A query document built from a dict id (``{"$ne": None}``) would match an
+    arbitrary run: ids are checked at the store boundary.
+
+    Raises:
+        ValidationError: ``run_id`` is not a string.
+    """
+    if type(run_id) is not str:
+        raise ValidationError(f"{what} must be a string, not {type(run_id).__name__}")
+    return run_id
+
+
+def check_key(field: str, key: Any) -> str:
+    """A ``meta``/``context`` filter key, refused when it would be read as a path operator.
+
+    Raises:
+        ValidationError: ``key`` is not a string, is empty, or has a part
+            that is empty or starts with ``$``.
+    """
+    if type(key) is not str or not key or "\x00" in key:
+        raise ValidationError(f"{field} filter key must be a non-empty string: {key!r}")
+    if any(not part or part.startswith("$") for part in key.split(".")):
+        raise ValidationError(
+            f"{field} filter key {key!r} cannot be matched: a part is empty or starts with '$'"
+        )
+    return key
+
+
+def _string(value: Any, what: str) -> str:
+    if type(value) is not str:
+        raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _eq(value: Any) -> Document:
+    return {"$eq": value}
+
+
+def claimable_filter(now: datetime, workflows: WorkflowFilter, tenant_id: str | None) -> Document:
+    """The claimable conditions of the Store contract except the lease clause.
+
+    :func:`free_filter` and :func:`expired_filter` add the lease clause in its
+    two forms, each served by an index of its own (``_indexes``). ``is_active``
+    repeats ``status`` so that the partial claim indexes can serve the query.
     ``next_run_at <= now`` also excludes a null ``next_run_at``: comparison
     operators never match null or missing values.
     """
     when = to_storage(now)
     clause: Document = {
+        ACTIVE_MARK: True,
         "status": {"$in": ACTIVE},
         "next_run_at": {"$lte": when},
         "paused": False,
-        # {"lease": None} matches null and missing alike.
-        "$or": [{"lease": None}, {"lease.expires_at": {"$lte": when}}],
     }
     if isinstance(workflows, Mapping):
         # Only versions this worker registered: one branch per workflow name.
         clause["$and"] = [
             {
                 "$or": [
-                    {"workflow_id": name, "workflow_version": {"$in": sorted(versions)}}
+                    {
+                        "workflow_id": _eq(_string(name, "workflow name")),
+                        "workflow_version": {"$in": sorted(versions)},
+                    }
                     for name, versions in sorted(workflows.items())
                 ]
             }
         ]
     else:
-        clause["workflow_id"] = {"$in": sorted(workflows)}
+        clause["workflow_id"] = {"$in": sorted(_string(w, "workflow name") for w in workflows)}
     if tenant_id is not None:
-        clause["tenant_id"] = tenant_id
+        clause["tenant_id"] = _eq(_string(tenant_id, "tenant_id"))
     return clause
 
 
-def _one_or_many(values: tuple[str, ...]) -> Any:
-    return values[0] if len(values) == 1 else {"$in": list(values)}
+def free_filter(base: Document) -> Document:
+    """Claimable runs nobody holds a lease on (``{"lease": None}``: null or missing)."""
+    return {**base, "lease": None}
+
+
+def expired_filter(base: Document, now: datetime) -> Document:
+    """Claimable runs whose lease expired (the ones a takeover may concern)."""
+    return {**base, "lease.expires_at": {"$lte": to_storage(now)}}
+
+
+def ranks_before(base: Document, priority: Any, next_run_at: Any, run_id: str) -> Document:
+    """``base`` restricted to runs that come before ``(priority, next_run_at, run_id)``
+    in claim order (priority descending, due time ascending, id ascending)."""
+    before: Document = {
+        "$or": [
+            {"priority": {"$gt": priority}},
+            {"priority": _eq(priority), "next_run_at": {"$lt": next_run_at}},
+            {"priority": _eq(priority), "next_run_at": _eq(next_run_at), "_id": {"$lt": run_id}},
+        ]
+    }
+    return {**base, "$and": [*base.get("$and", []), before]}
+
+
+def _one_or_many(values: tuple[str, ...], what: str) -> Any:
+    checked = [_string(v, what) for v in values]
+    return _eq(checked[0]) if len(checked) == 1 else {"$in": checked}
 
 
 def query_filter(query: RunQuery) -> Document:
@@ -87,21 +168,29 @@ def query_filter(query: RunQuery) -> Document:
     ``meta``/``context`` items compare with MongoDB equality on
     ``meta.<key>``/``context.<key>`` (see docs/mongo.md for how that differs
     from Python ``==`` for lists, ``None`` and embedded documents).
+
+    Raises:
+        ValidationError: An id, name or key is not a string, or a key would
+            be read as an operator.
     """
     clauses: list[Document] = []
     workflows = query.workflow_ids()
     if workflows is not None:
-        clauses.append({"workflow_id": _one_or_many(workflows)})
+        clauses.append({"workflow_id": _one_or_many(workflows, "workflow_id")})
     statuses = query.statuses()
     if statuses is not None:
-        clauses.append({"status": _one_or_many(tuple(s.value for s in statuses))})
+        clauses.append({"status": _one_or_many(tuple(s.value for s in statuses), "status")})
     if query.tenant_id is not None:
-        clauses.append({"tenant_id": query.tenant_id})
+        clauses.append({"tenant_id": _eq(_string(query.tenant_id, "tenant_id"))})
     if query.run_ids is not None:
-        clauses.append({"_id": {"$in": list(query.run_ids)}})
+        if isinstance(query.run_ids, str | Mapping):
+            raise ValidationError("run_ids must be a sequence of run ids")
+        clauses.append({"_id": {"$in": [check_run_id(r) for r in query.run_ids]}})
     for field, items in (("meta", query.meta), ("context", query.context)):
+        if items is not None and not isinstance(items, Mapping):
+            raise ValidationError(f"{field} filter must be a mapping of key to value")
         for key, value in (items or {}).items():
-            clauses.append({f"{field}.{key}": to_storage(value)})
+            clauses.append({f"{field}.{check_key(field, key)}": _eq(to_storage(value))})
     created: Document = {}
     if query.created_after is not None:
         created["$gte"] = to_storage(query.created_after)
@@ -116,13 +205,15 @@ def query_filter(query: RunQuery) -> Document:
             {
                 "status": RunStatus.WAITING.value,
                 "wait.kind": "event",
-                "wait.event": query.waiting_for_event,
+                "wait.event": _eq(_string(query.waiting_for_event, "event name")),
             }
         )
     if query.hook_token_hash is not None:
-        clauses.append({"wait.hook_token_hash": query.hook_token_hash})
+        clauses.append(
+            {"wait.hook_token_hash": _eq(_string(query.hook_token_hash, "hook_token_hash"))}
+        )
     if query.idempotency_key is not None:
-        clauses.append({"idempotency_key": query.idempotency_key})
+        clauses.append({"idempotency_key": _eq(_string(query.idempotency_key, "idempotency_key"))})
     return _and(clauses)
 
 
@@ -146,5 +237,7 @@ def page_filter(query: RunQuery) -> Document:
     field, desc = sort_key(query)
     op = "$lt" if desc else "$gt"
     value = to_storage(value)
-    after: Document = {"$or": [{field: {op: value}}, {field: value, "_id": {op: last_id}}]}
+    if type(last_id) is not str:  # a crafted cursor must not smuggle in an operator
+        raise ValueError("malformed cursor: its id is not a string")
+    after: Document = {"$or": [{field: {op: value}}, {field: _eq(value), "_id": {op: last_id}}]}
     return _and([base, after])

@@ -28,20 +28,22 @@ from pydantic import BaseModel, TypeAdapter
 from streamline_core.run import WorkflowRun
 from streamline_core.store import UNSET
 
-from ._documents import KEY_HOLD, to_storage
+from ._documents import ACTIVE_MARK, KEY_HOLD, STORE_FIELDS, WRITE_MARK, to_storage
 from ._query import ACTIVE
 from ._types import Document
 
 __all__ = ["update_for_patch", "patch_problem", "index_guards", "list_index_paths"]
 
-_STORE_MANAGED = frozenset({"id", "_id", "revision", KEY_HOLD})
+_STORE_MANAGED = frozenset({"id", "_id", "revision", *STORE_FIELDS})
 
 
-def update_for_patch(patch: Mapping[str, Any]) -> Document:
+def update_for_patch(patch: Mapping[str, Any], write_id: str | None = None) -> Document:
     """The update document for ``patch``: touched paths only, ``revision`` via ``$inc``.
 
     A run that ends (or changes its key) also gives up its hold on the
-    idempotency key, so a later create may take the key.
+    idempotency key, so a later create may take the key. A status change
+    also moves the ``is_active`` marker the partial indexes filter on, and
+    ``write_id`` (when given) marks the new revision as this write's.
     """
     to_set: Document = {}
     to_unset: Document = {}
@@ -51,6 +53,10 @@ def update_for_patch(patch: Mapping[str, Any]) -> Document:
         else:
             to_set[path] = to_storage(value)
     ends = "status" in to_set and to_set["status"] not in ACTIVE
+    if "status" in to_set:
+        to_set[ACTIVE_MARK] = not ends
+    if write_id is not None:
+        to_set[WRITE_MARK] = write_id
     if ends or "idempotency_key" in patch:
         to_unset[KEY_HOLD] = ""
     update: Document = {}

@@ -6,14 +6,24 @@ around some of them only decide what to return or which error to raise):
 * ``create`` is an ``insert_one``; idempotency is a partial unique index
   over the runs holding their key, and the loser of a race reads the winner
   back (a keyed create also looks the key's active holder up first).
-* ``claim`` reads candidates, then leases each with a ``find_one_and_update``
-  whose filter repeats every claimable condition and pins the revision read,
-  so a run is never leased twice while a lease is live.
+* ``claim`` leases one run per ``find_one_and_update`` sorted in claim order
+  over the unleased claimable runs, so each write takes the best run still
+  free when it reaches the server (workers never race for one candidate
+  list). Expired leases are read first (a short, indexed list) and taken one
+  by one, pinned to the revision read, where they rank in the claim order;
+  a takeover of a ``running`` run also counts a recovery.
 * ``transition`` is a ``find_one_and_update`` filtered on ``revision`` (and
   ``lease.owner``) that ``$set``/``$unset``s only the patched paths and
   ``$inc``s ``revision``; when it matches nothing, a follow-up read says why.
 * ``heartbeat`` is a ``find_one_and_update`` on ``lease.owner`` that moves
   ``lease.expires_at`` only.
+
+Each create and transition writes a fresh ``write_id`` into the document.
+When a write's answer is lost after it was sent (a network error, a
+write-concern timeout), the store reads the run back: our ``write_id`` at
+the expected revision + 1 means the write was applied, and its result is
+returned instead of an error (or, when even that read fails, on the caller's
+retry of the same write: same run, revision and owner).
 
 Only operations that behave the same on MongoDB and on mongomock are used
 (DESIGN.md §8; the full list of differences is in docs/mongo.md).
@@ -22,10 +32,15 @@ Only operations that behave the same on MongoDB and on mongomock are used
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+import pymongo
 from pymongo import ReadPreference, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 from pymongo.write_concern import WriteConcern
@@ -35,6 +50,9 @@ from streamline_core.errors import (
     ConflictError,
     DataCorruptionError,
     LeaseLostError,
+    StoreError,
+    StoreUnavailableError,
+    ValidationError,
     WorkflowError,
     WorkflowNotFoundError,
 )
@@ -42,9 +60,20 @@ from streamline_core.run import RunPage, RunStatus, WorkflowRun, encode_cursor
 from streamline_core.store import RunQuery, WorkflowFilter, sort_key
 
 from . import _indexes
-from ._documents import KEY_HOLD, run_from_mongo, run_to_mongo, to_storage
-from ._errors import translated
-from ._query import ACTIVE, CLAIM_ORDER, claimable_filter, page_filter, query_filter, sort_spec
+from ._documents import KEY_HOLD, WRITE_MARK, run_from_mongo, run_to_mongo, to_storage
+from ._errors import describe, duplicate_index, is_ambiguous, translated
+from ._query import (
+    ACTIVE,
+    CLAIM_ORDER,
+    check_run_id,
+    claimable_filter,
+    expired_filter,
+    free_filter,
+    page_filter,
+    query_filter,
+    ranks_before,
+    sort_spec,
+)
 from ._types import Document, MongoCollection, MongoDatabase
 from ._update import index_guards, list_index_paths, patch_problem, update_for_patch
 
@@ -58,8 +87,27 @@ MAJORITY_JOURNALED: Final = WriteConcern(w="majority", j=True)
 replica set has it in its journal, so an acknowledged step commit survives a
 failover (DESIGN.md §5: nothing acknowledged is lost)."""
 
+DEFAULT_TIMEOUT: Final = 10.0
+"""``from_url``'s ``timeoutMS`` (in seconds) when the URL sets none: how long one
+operation may take, server selection and the driver's retry included."""
+
+log = logging.getLogger("streamline.mongo")
+
 _CREATE_ATTEMPTS = 5
-_CLAIM_OVERREAD = 2  # read this many candidates per slot, so lost races can be made up
+_LOST_ANSWERS_KEPT = 1024  # writes whose answer was lost, remembered for the caller's retry
+_OWN_INDEXES = frozenset({"_id_", _indexes.IDEMPOTENCY_INDEX.name, "streamline_idempotency"})
+_EXPIRED_PROJECTION: Final = {
+    "_id": 1,
+    "revision": 1,
+    "status": 1,
+    "lease": 1,
+    "priority": 1,
+    "next_run_at": 1,
+}
+
+
+def _new_write_id() -> str:
+    return uuid.uuid4().hex
 
 
 class MongoStore:
@@ -72,6 +120,19 @@ class MongoStore:
         collection: Name of the collection holding one document per run.
         write_concern: Write concern of every write. Defaults to majority +
             journal; ``None`` inherits the database's.
+        timeout: Seconds one store operation may take in all (PyMongo's
+            ``timeout()``, i.e. ``timeoutMS``: server selection, the
+            driver's retry and the server's work; it replaces the client's
+            ``serverSelectionTimeoutMS``). ``None`` (the default) leaves the
+            client's own settings: give your client ``timeoutMS``;
+            ``from_url`` does (:data:`DEFAULT_TIMEOUT` unless the URL sets
+            one). A heartbeat is always bounded by a third of the lease.
+        auto_indexes: Create the engine's indexes on first use (the
+            default). ``False`` only checks that they exist and fails with a
+            configuration error naming the missing ones: for a database user
+            without index privileges, with indexes made by a deploy job.
+        commit_quorum: ``commitQuorum`` of index builds on a replica set,
+            when given (e.g. ``"majority"``, or ``1`` during maintenance).
 
     The engine's own indexes (idempotency, claim, tenant, event waits, hook
     tokens) are created on the first ``create``/``claim`` if missing;
@@ -84,9 +145,20 @@ class MongoStore:
         *,
         collection: str = "workflow_runs",
         write_concern: WriteConcern | None = MAJORITY_JOURNALED,
+        timeout: float | None = None,
+        auto_indexes: bool = True,
+        commit_quorum: int | str | None = None,
     ) -> None:
+        if timeout is not None and not timeout > 0:
+            raise ValidationError(f"timeout must be positive seconds or None, not {timeout!r}")
         self._db = db
         self._name = collection
+        self._timeout = timeout
+        self._auto_indexes = auto_indexes
+        self._commit_quorum = commit_quorum
+        # (run id, expected revision, owner) -> write id of a transition whose
+        # answer was lost, so the caller's retry can recognise it as applied.
+        self._lost: OrderedDict[tuple[str, int, str | None], str] = OrderedDict()
         # Primary reads: a CAS follow-up read or a get() right after a commit
         # must see that commit, whatever read preference the database has.
         self._collection: MongoCollection = db.get_collection(
@@ -114,6 +186,19 @@ class MongoStore:
         """The raw driver collection, for your own indexes and queries."""
         return self._collection
 
+    @contextmanager
+    def _call(
+        self, action: str, run_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[None]:
+        """Translate errors and bound the time of the driver calls inside."""
+        seconds = self._timeout if timeout is None else timeout
+        with translated(action, run_id):
+            if seconds is None:
+                yield
+            else:
+                with pymongo.timeout(seconds):
+                    yield
+
     # Indexes
 
     async def ensure_indexes(
@@ -125,7 +210,11 @@ class MongoStore:
     ) -> list[str]:
         """Create the engine's indexes and the ones these options ask for.
 
-        Safe to call on every start: only missing indexes are created.
+        Safe to call on every start: only missing indexes are created, a
+        changed TTL period is applied in place (``collMod``), and indexes of
+        earlier versions are dropped once their replacements exist. It also
+        gives runs written by versions before 0.2 the ``is_active`` marker the
+        claim needs. With ``auto_indexes=False`` it only checks.
 
         Args:
             tenant_field: A context key holding a tenant (the original
@@ -139,7 +228,10 @@ class MongoStore:
                 wall clock, not the engine's ``Clock``).
 
         Returns:
-            The names of the indexes created by this call.
+            The names of the indexes created (or altered) by this call.
+
+        Raises:
+            StoreError: ``auto_indexes=False`` and some indexes are missing.
         """
         specs = [
             *_indexes.CORE_INDEXES,
@@ -148,9 +240,18 @@ class MongoStore:
         ]
         if auto_cleanup_days is not None:
             specs.append(_indexes.ttl_index(auto_cleanup_days))
-        created = await _indexes.ensure(self._collection, specs)
+        created = await self._ensure(specs)
+        if self._auto_indexes:
+            await _indexes.mark_active(self._collection)
         self._core_ready = True
         return created
+
+    async def _ensure(self, specs: Sequence[_indexes.IndexSpec]) -> list[str]:
+        # No per-operation bound here: an index build takes as long as the
+        # collection is big (the client's own timeouts still apply).
+        return await _indexes.ensure(
+            self._collection, specs, create=self._auto_indexes, commit_quorum=self._commit_quorum
+        )
 
     async def _ensure_core(self) -> None:
         # The idempotency index must exist before the first insert, or two
@@ -161,7 +262,11 @@ class MongoStore:
             self._core_lock = asyncio.Lock()
         async with self._core_lock:
             if not self._core_ready:
-                await _indexes.ensure(self._collection, _indexes.CORE_INDEXES)
+                created = await self._ensure(_indexes.CORE_INDEXES)
+                if _indexes.CLAIM_FREE_INDEX.name in created:
+                    # First start of this version on this collection: older
+                    # runs get the marker the claim filters on.
+                    await _indexes.mark_active(self._collection)
                 self._core_ready = True
 
     # Store protocol
@@ -171,55 +276,87 @@ class MongoStore:
 
         Raises:
             ConflictError: A run with this id exists.
+            ValidationError: A value cannot be stored, or a unique index of
+                your own on the collection refused the run.
         """
+        check_run_id(run.id)
         await self._ensure_core()
         doc = run_to_mongo(run)
         keyed = run.idempotency_key is not None
         if keyed and doc["status"] in ACTIVE:
             doc[KEY_HOLD] = True  # take the key in the partial unique index
+        write_id = _new_write_id()
+        doc[WRITE_MARK] = write_id
+        refused_by: str | None = None
+        lost_answer = False
         for _ in range(_CREATE_ATTEMPTS):
             # The holder may be a run that does not hold the key in the index
             # (brought back to life by a transition), so look it up first.
             if keyed and (holder := await self._active_holder(run)) is not None:
                 return holder, False
-            with translated("insert a run", run.id):
-                try:
-                    await self._collection.insert_one(doc)
-                except DuplicateKeyError:
-                    pass  # the id exists, or a concurrent create took the key
-                else:
-                    return run_from_mongo(doc), True
+            try:
+                with self._call("insert a run", run.id):
+                    try:
+                        await self._collection.insert_one(dict(doc))
+                    except DuplicateKeyError as exc:
+                        refused_by = duplicate_index(exc)
+                    else:
+                        return run_from_mongo(doc), True
+            except StoreUnavailableError as exc:
+                if not is_ambiguous(exc) or lost_answer:
+                    raise
+                # The answer was lost: the insert may have been applied.
+                lost_answer = True
+                stored = await self._read(run.id)
+                if stored is not None and stored.get(WRITE_MARK) == write_id:
+                    return run_from_mongo(stored), True
+                if stored is not None:
+                    raise ConflictError(f"run {run.id!r} already exists", run_id=run.id) from None
+                # Not applied as far as we can see: insert once more. Should the
+                # first request still land first, the id makes the second one a
+                # duplicate, and the write id below recognises it as ours.
+                continue
             if keyed and (holder := await self._active_holder(run)) is not None:
                 return holder, False
-            if await self._exists(run.id):
+            stored = await self._read(run.id)
+            if stored is not None:
+                if stored.get(WRITE_MARK) == write_id:
+                    return run_from_mongo(stored), True  # our own insert, answered late
                 raise ConflictError(f"run {run.id!r} already exists", run_id=run.id)
+            if not keyed or (refused_by is not None and refused_by not in _OWN_INDEXES):
+                break  # neither the id nor the key: a unique index of the user's own
             # The key's holder ended between our insert and our read: try again.
-        raise ConflictError(
-            f"run {run.id!r}: idempotency key {run.idempotency_key!r} kept changing hands",
+        raise ValidationError(
+            f"run {run.id!r} was refused by a unique index on the runs collection "
+            f"({refused_by or 'not its id, and no active run holds its idempotency key'}): "
+            "a unique index of your own rejects this run's values",
             run_id=run.id,
         )
 
     async def _active_holder(self, run: WorkflowRun) -> WorkflowRun | None:
-        with translated("read the idempotency key holder", run.id):
+        with self._call("read the idempotency key holder", run.id):
             doc = await self._collection.find_one(
                 {
-                    "workflow_id": run.workflow_id,
-                    "tenant_id": run.tenant_id,
-                    "idempotency_key": run.idempotency_key,
+                    "workflow_id": {"$eq": run.workflow_id},
+                    "tenant_id": {"$eq": run.tenant_id},
+                    "idempotency_key": {"$eq": run.idempotency_key},
                     "status": {"$in": ACTIVE},
                 }
             )
         return None if doc is None else run_from_mongo(doc)
 
-    async def _exists(self, run_id: str) -> bool:
-        with translated("read a run", run_id):
-            doc = await self._collection.find_one({"_id": run_id}, projection={"_id": 1})
-        return doc is not None
+    async def _read(self, run_id: str) -> Document | None:
+        with self._call("read a run", run_id):
+            doc: Document | None = await self._collection.find_one({"_id": run_id})
+        return doc
 
     async def get(self, run_id: str) -> WorkflowRun | None:
-        """The run with this id, or ``None``."""
-        with translated("read a run", run_id):
-            doc = await self._collection.find_one({"_id": run_id})
+        """The run with this id, or ``None``.
+
+        Raises:
+            ValidationError: ``run_id`` is not a string.
+        """
+        doc = await self._read(check_run_id(run_id))
         return None if doc is None else run_from_mongo(doc)
 
     async def claim(
@@ -233,39 +370,126 @@ class MongoStore:
     ) -> list[WorkflowRun]:
         """Lease up to ``limit`` claimable runs to ``worker`` (priority desc, due time asc).
 
+        A failure part-way through returns the runs already leased (and
+        logs the failure): dropping them would strand them until their
+        leases expire. A failure before any lease is raised.
+
         Raises:
             DataCorruptionError: A leased document is not a valid run. It stays
                 leased; the valid runs leased by this call are in the error's
                 ``claimed`` attribute.
         """
+        check_run_id(worker, "worker")
         if limit <= 0 or not workflows:
             return []
         await self._ensure_core()
-        claimable = claimable_filter(now, workflows, tenant_id)
-        with translated("read claimable runs"):
-            candidates = await self._collection.find(
-                claimable,
-                projection={"_id": 1, "revision": 1, "status": 1, "lease": 1},
-                sort=CLAIM_ORDER,
-                limit=limit * _CLAIM_OVERREAD,
-            ).to_list(None)
+        base = claimable_filter(now, workflows, tenant_id)
+        claim_id = _new_write_id()
         lease = {"owner": worker, "expires_at": to_storage(now + timedelta(seconds=lease_for))}
-        leased: list[Document] = []
-        for candidate in candidates:
-            if len(leased) >= limit:
-                break
-            increments = {"revision": 1}
-            if is_takeover(candidate.get("status"), candidate.get("lease")):
-                increments["recoveries"] = 1
-            with translated("lease a run", candidate["_id"]):
-                doc = await self._collection.find_one_and_update(
-                    {**claimable, "_id": candidate["_id"], "revision": candidate.get("revision")},
-                    {"$set": {"lease": lease}, "$inc": increments},
-                    return_document=ReturnDocument.AFTER,
+        leased: dict[Any, Document] = {}
+        try:
+            await self._lease_batch(base, now, lease, claim_id, limit, leased)
+        except StoreError as exc:
+            if is_ambiguous(exc):
+                await self._recover_claimed(lease, claim_id, leased)
+            if not leased:
+                raise
+            log.warning(
+                "claim by %s: returning the %d runs leased before a failure: %s",
+                worker,
+                len(leased),
+                describe(exc),
+            )
+        return leased_runs(leased.values(), run_from_mongo)
+
+    async def _lease_batch(
+        self,
+        base: Document,
+        now: datetime,
+        lease: Document,
+        claim_id: str,
+        limit: int,
+        leased: dict[Any, Document],
+    ) -> None:
+        """Lease runs into ``leased`` (by id) until ``limit`` or none is left."""
+        with self._call("read expired leases"):
+            expired = await self._collection.find(
+                expired_filter(base, now),
+                projection=_EXPIRED_PROJECTION,
+                sort=CLAIM_ORDER,
+                limit=limit,
+            ).to_list(None)
+        # How many free runs are due (up to the limit), so that an idle poll
+        # costs two indexed reads and no write. The writes below do not pin
+        # these ids: each takes whichever free run ranks first when it reaches
+        # the server, so workers polling together never fight over one list.
+        with self._call("read claimable runs"):
+            free_due = await self._collection.find(
+                free_filter(base), projection={"_id": 1}, sort=CLAIM_ORDER, limit=limit
+            ).to_list(None)
+        fresh = {"$set": {"lease": lease, WRITE_MARK: claim_id}, "$inc": {"revision": 1}}
+        free_left = len(free_due)
+        while len(leased) < limit and (free_left > 0 or expired):
+            boundary = expired[0] if expired else None
+            free = free_filter(base)
+            if boundary is not None:
+                # Free runs first only while they rank before the next expired one.
+                free = ranks_before(
+                    free,
+                    boundary.get("priority"),
+                    to_storage(boundary.get("next_run_at")),
+                    boundary["_id"],
                 )
-            if doc is not None:  # None: another worker got there first
-                leased.append(doc)
-        return leased_runs(leased, run_from_mongo)
+            doc = None
+            if free_left > 0:
+                with self._call("lease a run"):
+                    doc = await self._collection.find_one_and_update(
+                        free, fresh, sort=CLAIM_ORDER, return_document=ReturnDocument.AFTER
+                    )
+                if doc is not None:
+                    free_left -= 1
+                elif boundary is None:
+                    return  # the free runs went to other workers meanwhile
+            if doc is None:
+                if boundary is None:
+                    return
+                expired.pop(0)
+                doc = await self._take_over(base, now, lease, claim_id, boundary)
+                if doc is None:
+                    continue  # another worker got there first
+            leased[doc["_id"]] = doc
+
+    async def _take_over(
+        self, base: Document, now: datetime, lease: Document, claim_id: str, candidate: Document
+    ) -> Document | None:
+        increments = {"revision": 1}
+        if is_takeover(candidate.get("status"), candidate.get("lease")):
+            increments["recoveries"] = 1
+        with self._call("lease a run", candidate["_id"]):
+            doc: Document | None = await self._collection.find_one_and_update(
+                {
+                    **expired_filter(base, now),
+                    "_id": candidate["_id"],
+                    "revision": candidate.get("revision"),
+                },
+                {"$set": {"lease": lease, WRITE_MARK: claim_id}, "$inc": increments},
+                return_document=ReturnDocument.AFTER,
+            )
+        return doc
+
+    async def _recover_claimed(
+        self, lease: Document, claim_id: str, leased: dict[Any, Document]
+    ) -> None:
+        """Add the runs this claim leased whose answers were lost (best effort)."""
+        try:
+            with self._call("read the runs a failed claim leased"):
+                docs = await self._collection.find(
+                    {"is_active": True, "lease": lease, WRITE_MARK: claim_id}
+                ).to_list(None)
+        except StoreError:
+            return  # the leases expire; the runs are claimed again then
+        for doc in docs:
+            leased.setdefault(doc["_id"], doc)
 
     async def transition(
         self,
@@ -280,20 +504,78 @@ class MongoStore:
             WorkflowNotFoundError: No run has this id.
             ConflictError: The revision is stale, or ``owner`` does not hold the lease.
             DataCorruptionError: The patch would leave an invalid run (nothing is written).
+            ValidationError: A value cannot be stored (too large, not
+                encodable), or a unique index of your own refused the write.
         """
+        check_run_id(run_id)
+        if type(expected_revision) is not int:
+            raise ValidationError(f"expected_revision must be an int, not {expected_revision!r}")
+        if owner is not None:
+            check_run_id(owner, "owner")
+        key = (run_id, expected_revision, owner)
+        # The retry of a write whose answer was lost reuses its id, so that
+        # the refusal below recognises the write as already applied.
+        write_id = self._lost.get(key) or _new_write_id()
         problem = patch_problem(patch)
         if problem is None:
             cas: Document = {"_id": run_id, "revision": expected_revision}
             if owner is not None:
                 cas["lease.owner"] = owner
             cas.update(index_guards(patch))
-            with translated("update a run", run_id):
-                doc = await self._collection.find_one_and_update(
-                    cas, update_for_patch(patch), return_document=ReturnDocument.AFTER
-                )
+            try:
+                with self._call("update a run", run_id):
+                    doc = await self._collection.find_one_and_update(
+                        cas,
+                        update_for_patch(patch, write_id),
+                        return_document=ReturnDocument.AFTER,
+                    )
+            except ConflictError as exc:
+                # Only a unique index can refuse an update with a duplicate key,
+                # and the store's own never covers a transition: it is the
+                # user's. Not a lost race, so never retried as one.
+                raise ValidationError(
+                    f"run {run_id!r}: a unique index on the runs collection refused the "
+                    f"write ({exc})",
+                    run_id=run_id,
+                ) from exc.__cause__
+            except StoreUnavailableError as exc:
+                if not is_ambiguous(exc):
+                    raise
+                applied = await self._applied(key, write_id)
+                if applied is None:
+                    raise
+                return applied
             if doc is not None:
+                self._lost.pop(key, None)
                 return run_from_mongo(doc)
-        raise await self._refusal(run_id, expected_revision, patch, owner, problem)
+        outcome = await self._refusal(run_id, expected_revision, patch, owner, problem, write_id)
+        self._lost.pop(key, None)
+        if isinstance(outcome, WorkflowRun):
+            return outcome
+        raise outcome
+
+    async def _applied(self, key: tuple[str, int, str | None], write_id: str) -> WorkflowRun | None:
+        """After a lost answer: the run, if our write was applied; ``None`` if unknown."""
+        run_id, expected_revision, _ = key
+        try:
+            doc = await self._read(run_id)
+        except StoreError:
+            doc = None
+        if (
+            doc is not None
+            and doc.get("revision") == expected_revision + 1
+            and doc.get(WRITE_MARK) == write_id
+        ):
+            self._lost.pop(key, None)
+            return run_from_mongo(doc)
+        if doc is None or doc.get("revision") == expected_revision:
+            # Not applied yet as far as we can tell, but the request may still
+            # be on its way: remember the id for the caller's retry.
+            self._lost[key] = write_id
+            self._lost.move_to_end(key)
+            while len(self._lost) > _LOST_ANSWERS_KEPT:
+                self._lost.popitem(last=False)
+        return None
 
     async def _refusal(
         self,
@@ -302,14 +584,17 @@ class MongoStore:
         patch: Mapping[str, Any],
         owner: str | None,
         problem: str | None,
-    ) -> WorkflowError:
+        write_id: str,
+    ) -> WorkflowError | WorkflowRun:
         """Why a transition was refused, read back after the fact (same order as
-        every store: missing run, stale revision, foreign owner, bad patch)."""
-        with translated("read a run", run_id):
-            doc = await self._collection.find_one({"_id": run_id})
+        every store: missing run, stale revision, foreign owner, bad patch) — or
+        the run, when the refusal is of a retry whose first attempt was applied."""
+        doc = await self._read(run_id)
         if doc is None:
             return WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
         revision = doc.get("revision")
+        if revision == expected_revision + 1 and doc.get(WRITE_MARK) == write_id:
+            return run_from_mongo(doc)  # our earlier attempt, whose answer was lost
         if revision != expected_revision:
             return ConflictError(
                 f"run {run_id!r} is at revision {revision}, not {expected_revision}",
@@ -332,10 +617,18 @@ class MongoStore:
     ) -> RunStatus:
         """Extend ``owner``'s lease (``revision`` unchanged); returns the run's status.
 
+        A heartbeat gets at most a third of the lease: one that takes longer
+        is late anyway, and the next one must still find the lease alive.
+
         Raises:
             LeaseLostError: ``owner`` does not hold the lease, or the run does not exist.
         """
-        with translated("extend a lease", run_id):
+        check_run_id(run_id)
+        check_run_id(owner, "owner")
+        bound = lease_for / 3 if lease_for > 0 else None
+        if self._timeout is not None:
+            bound = self._timeout if bound is None else min(bound, self._timeout)
+        with self._call("extend a lease", run_id, timeout=bound):
             doc = await self._collection.find_one_and_update(
                 {"_id": run_id, "lease.owner": owner},
                 {"$set": {"lease.expires_at": to_storage(now + timedelta(seconds=lease_for))}},
@@ -357,6 +650,7 @@ class MongoStore:
 
         Raises:
             ValueError: ``query.cursor`` is malformed.
+            ValidationError: A filter value is not of its field's type.
         """
         if query.limit is not None and query.limit <= 0:
             return RunPage(items=[])
@@ -364,7 +658,7 @@ class MongoStore:
         if query.limit is not None:
             options["limit"] = query.limit + 1  # one more tells whether a next page exists
         where = page_filter(query)
-        with translated("find runs"):
+        with self._call("find runs"):
             docs = await self._collection.find(where, **options).to_list(None)
         runs = [run_from_mongo(d) for d in docs]
         if query.limit is None or len(runs) <= query.limit:
@@ -376,13 +670,15 @@ class MongoStore:
 
     async def count(self, query: RunQuery) -> int:
         """How many runs match ``query`` (cursor, sort and limit ignored)."""
-        with translated("count runs"):
-            return await self._collection.count_documents(query_filter(query))
+        where = query_filter(query)
+        with self._call("count runs"):
+            return await self._collection.count_documents(where)
 
     async def delete(self, query: RunQuery) -> int:
         """Delete the runs matching ``query``; returns how many."""
-        with translated("delete runs"):
-            result = await self._collection.delete_many(query_filter(query))
+        where = query_filter(query)
+        with self._call("delete runs"):
+            result = await self._collection.delete_many(where)
         return int(result.deleted_count)
 
     async def close(self) -> None:

@@ -190,3 +190,169 @@ class WrappedDatabase:
     def proxy(self) -> Any:
         """The proxy of the (only) collection the store took."""
         return self.wrapped[-1]
+
+
+MAX_BSON = 16 * 1024 * 1024
+"""A real server's limit on one document (and, plus 16 KiB, on one command)."""
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
+
+
+def _as_server_returns(value: Any) -> Any:
+    """What PyMongo hands back for a stored value: DBRef for {"$ref", "$id"}
+    sub-documents, Int64 for integers that needed 64 bits."""
+    from bson.dbref import DBRef
+    from bson.int64 import Int64
+
+    if isinstance(value, dict):
+        if "$ref" in value and "$id" in value:
+            extra = {k: v for k, v in value.items() if k not in ("$ref", "$id", "$db")}
+            return DBRef(value["$ref"], value["$id"], value.get("$db"), **extra)
+        return {k: _as_server_returns(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_server_returns(v) for v in value]
+    if type(value) is int and not -(2**31) <= value < 2**31:
+        return Int64(value)
+    return value
+
+
+def _update_paths(update: dict[str, Any]) -> list[str]:
+    return [path for op, fields in update.items() if op.startswith("$") for path in fields]
+
+
+class StrictCollection(CollectionProxy):
+    """mongomock-motor behind the checks a real server and PyMongo make.
+
+    * every document, filter and update is BSON-encoded as PyMongo would:
+      lone surrogates, unencodable values and integers beyond 64 bits fail
+      there, and a document or command over 16 MB is ``DocumentTooLarge``;
+    * a document nested deeper than 100 levels is refused (code 15);
+    * an update with overlapping paths is refused (code 40);
+    * an update whose result would exceed 16 MB is refused (code 17419) and
+      leaves the document as it was;
+    * documents come back decoded as PyMongo decodes them (``DBRef``, ``Int64``);
+    * ``lose_answer[name] = error``: the next ``name`` call is applied, then
+      ``error`` is raised, as when the answer is lost on the way back.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.lose_answer: dict[str, BaseException] = {}
+
+    @staticmethod
+    def _encode(value: Any, limit: int = MAX_BSON) -> int:
+        import bson
+        from pymongo.errors import DocumentTooLarge
+
+        size = len(bson.encode(value))
+        if size > limit:
+            raise DocumentTooLarge(f"BSON document too large ({size} bytes)")
+        return size
+
+    @staticmethod
+    def _encoded_size(doc: Any) -> int:
+        import bson
+
+        return len(bson.encode(doc))
+
+    @staticmethod
+    def _refuse_depth(doc: Any) -> None:
+        from pymongo.errors import OperationFailure
+
+        if _depth(doc) > 100:
+            raise OperationFailure("Document exceeds maximum nesting depth of 100", code=15)
+
+    async def _answer(self, name: str, result: Any) -> Any:
+        lost = self.lose_answer.pop(name, None)
+        if lost is not None:
+            raise lost
+        return result
+
+    async def insert_one(self, document: Any, *args: Any, **kwargs: Any) -> Any:
+        self._encode(document)
+        self._refuse_depth(document)
+        return await self._answer("insert_one", await self.inner.insert_one(document))
+
+    async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
+        self._encode(filter or {})
+        failed = self.lose_answer.pop("find_one", None)  # a read has no effect to keep
+        if failed is not None:
+            raise failed
+        return _as_server_returns(await self.inner.find_one(filter, *args, **kwargs))
+
+    async def find_one_and_update(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        from pymongo.errors import OperationFailure
+
+        self._encode(filter)
+        self._encode(update, MAX_BSON + 16 * 1024)
+        paths = _update_paths(update)
+        for a in paths:
+            for b in paths:
+                if a != b and b.startswith(a + "."):
+                    raise OperationFailure(
+                        f"Updating the path '{b}' would create a conflict at '{a}'", code=40
+                    )
+        before = await self.inner.find_one(filter, sort=kwargs.get("sort"))
+        result = await self.inner.find_one_and_update(filter, update, **kwargs)
+        if before is not None:
+            after = await self.inner.find_one({"_id": before["_id"]})
+            if after is not None and (self._encoded_size(after) > MAX_BSON or _depth(after) > 100):
+                await self.inner.replace_one({"_id": before["_id"]}, before)
+                code = 15 if _depth(after) > 100 else 17419
+                raise OperationFailure(
+                    "Resulting document after update is larger than 16777216"
+                    if code == 17419
+                    else "Document exceeds maximum nesting depth of 100",
+                    code=code,
+                )
+        return await self._answer("find_one_and_update", _as_server_returns(result))
+
+    def find(self, *args: Any, **kwargs: Any) -> _CursorProxy:
+        if args:
+            self._encode(args[0])
+        cursor = self.inner.find(*args, **kwargs)
+
+        async def nothing() -> None:
+            return None
+
+        proxy = _CursorProxy(cursor, nothing, nothing)
+        original = proxy.to_list
+
+        async def to_list(length: int | None = None) -> list[Any]:
+            return [_as_server_returns(d) for d in await original(length)]
+
+        proxy.to_list = to_list  # type: ignore[method-assign]
+        return proxy
+
+
+class FailNth(CollectionProxy):
+    """Raises ``error`` from the ``nth`` call (1-based) of method ``name``, and
+    only then; with ``applied=True`` the call is made first (a lost answer)."""
+
+    def __init__(
+        self, inner: Any, name: str, nth: int, error: BaseException, applied: bool = False
+    ) -> None:
+        super().__init__(inner)
+        self.name, self.nth, self.error, self.applied = name, nth, error, applied
+        self.seen = 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name != self.name or not callable(target):
+            return super().__getattr__(name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            self.seen += 1
+            if self.seen != self.nth:
+                return await target(*args, **kwargs)
+            if self.applied:
+                await target(*args, **kwargs)
+            raise self.error
+
+        return call

@@ -20,7 +20,10 @@ def test_document_shape_is_id_as_underscore_id_and_snake_case(mongo_store) -> No
             doc = await store.collection.find_one({"_id": run.id})
             assert doc is not None
             assert next(iter(doc)) == "_id" and "id" not in doc
-            assert set(doc) == (set(WorkflowRun.model_fields) - {"id"}) | {"_id"}
+            # The model's fields, plus the store's own markers (readers ignore them).
+            store_fields = {"is_active", "write_id"}
+            assert set(doc) == (set(WorkflowRun.model_fields) - {"id"}) | {"_id"} | store_fields
+            assert doc["is_active"] is True and isinstance(doc["write_id"], str)
             assert all(key == key.lower() for key in doc)  # snake_case, no camelCase
             # Enums are stored as plain strings, nested models as sub-documents.
             assert type(doc["status"]) is str and doc["status"] == "running"
@@ -100,6 +103,8 @@ def test_a_transition_sets_only_the_patched_paths(mongo_database) -> None:
             assert [c.name for c in rec.calls] == ["find_one_and_update"]
             (call,) = rec.calls
             filter_, update = call.args
+            write_id = update["$set"].pop("write_id")
+            assert isinstance(write_id, str) and write_id  # recognises a lost answer later
             assert update == {
                 "$set": {"steps.1": step, "context.k": "v"},
                 "$inc": {"revision": 1},
@@ -123,8 +128,13 @@ def test_unset_becomes_dollar_unset_and_datetimes_are_normalised(mongo_database)
                 run.id, run.revision, {"meta.a": UNSET, "status": "done", "ended_at": at}
             )
             (call,) = rec.named("find_one_and_update")
+            assert call.args[1]["$set"].pop("write_id")
             assert call.args[1] == {
-                "$set": {"status": "done", "ended_at": at.replace(microsecond=678000)},
+                "$set": {
+                    "status": "done",
+                    "ended_at": at.replace(microsecond=678000),
+                    "is_active": False,  # the partial indexes' marker follows the status
+                },
                 # Ending a run also releases its hold on an idempotency key.
                 "$unset": {"meta.a": "", "holds_idempotency_key": ""},
                 "$inc": {"revision": 1},
@@ -134,7 +144,7 @@ def test_unset_becomes_dollar_unset_and_datetimes_are_normalised(mongo_database)
     asyncio.run(scenario())
 
 
-def test_claim_reads_then_leases_each_run_with_one_conditional_write(mongo_database) -> None:
+def test_claim_leases_each_run_with_one_sorted_conditional_write(mongo_database) -> None:
     async def scenario() -> None:
         async with mongo_database() as db:
             store, rec = _recording(db)
@@ -145,29 +155,38 @@ def test_claim_reads_then_leases_each_run_with_one_conditional_write(mongo_datab
             rec.calls.clear()
             claimed = await store.claim("w", T0, 30, 5, {WF})
             assert [r.id for r in claimed] == [fresh.id, dead.id]
-            assert [c.name for c in rec.calls] == [
-                "find",
-                "find_one_and_update",
-                "find_one_and_update",
-            ]
-            find, first, second = rec.calls
+            # Two indexed reads (the few expired leases; how many free runs are
+            # due), then one write per run: the free run by a sorted
+            # find_one_and_update (the server picks the best one still free),
+            # the expired one pinned to the revision read.
+            assert [c.name for c in rec.calls] == ["find", "find"] + ["find_one_and_update"] * 2
+            find, free, first, second = rec.calls
+            assert find.args[0]["lease.expires_at"] == {"$lte": T0}
             assert find.kwargs["sort"] == [("priority", -1), ("next_run_at", 1), ("_id", 1)]
             lease = {"owner": "w", "expires_at": T0 + timedelta(seconds=30)}
-            assert first.args[1] == {"$set": {"lease": lease}, "$inc": {"revision": 1}}
+            assert first.kwargs["sort"] == [("priority", -1), ("next_run_at", 1), ("_id", 1)]
+            assert first.args[0]["lease"] is None
+            claim_id = first.args[1]["$set"]["write_id"]
+            assert first.args[1] == {
+                "$set": {"lease": lease, "write_id": claim_id},
+                "$inc": {"revision": 1},
+            }
             # Taking over a dead worker's lease of a running run counts a recovery.
             assert second.args[1] == {
-                "$set": {"lease": lease},
+                "$set": {"lease": lease, "write_id": claim_id},
                 "$inc": {"revision": 1, "recoveries": 1},
             }
-            for call, run in ((first, fresh), (second, dead)):
+            assert second.args[0]["_id"] == dead.id
+            assert second.args[0]["revision"] == dead.revision
+            assert free.args[0]["lease"] is None
+            for call in (free, first, second):
                 filter_ = call.args[0]
-                assert filter_["_id"] == run.id and filter_["revision"] == run.revision
                 # The claimable conditions are repeated in the write's filter.
+                assert filter_["is_active"] is True
                 assert filter_["status"] == {"$in": ["draft", "running", "waiting"]}
                 assert filter_["next_run_at"] == {"$lte": T0}
                 assert filter_["paused"] is False
                 assert filter_["workflow_id"] == {"$in": [WF]}
-                assert filter_["$or"] == [{"lease": None}, {"lease.expires_at": {"$lte": T0}}]
             assert claimed[1].recoveries == 1 and claimed[0].recoveries == 0
 
     asyncio.run(scenario())
@@ -206,6 +225,7 @@ def test_no_operation_rewrites_a_whole_document(mongo_database) -> None:
                 "find_one",
                 "find",
                 "find_one_and_update",
+                "update_many",  # the one-time is_active backfill of older runs
             }
             for call in rec.named("find_one_and_update"):
                 assert all(key.startswith("$") for key in call.args[1])

@@ -11,14 +11,21 @@ from pymongo.errors import DuplicateKeyError
 from streamline_mongo import MongoStore
 
 CORE = {
-    "streamline_idempotency",
+    "streamline_idempotency_held",
     "streamline_idempotency_lookup",
-    "streamline_claim",
+    "streamline_claim_free",
+    "streamline_claim_expired",
     "streamline_tenant_status",
     "streamline_wait_event",
     "streamline_hook",
 }
-LISTING = {"streamline_workflow_created", "streamline_workflow_status", "streamline_status_updated"}
+LISTING = {
+    "streamline_created_id",
+    "streamline_updated_id",
+    "streamline_workflow_created_id",
+    "streamline_workflow_status_created_id",
+    "streamline_status_updated_id",
+}
 
 
 def _keys(info: dict, name: str) -> list[tuple[str, int]]:
@@ -42,17 +49,26 @@ def test_core_indexes_exist_before_the_first_insert_and_are_checked_once(mongo_d
             assert [c.name for c in rec.calls].count("index_information") == 1
             info = await store.collection.index_information()
             assert set(info) >= CORE
-            idem = info["streamline_idempotency"]
-            assert _keys(info, "streamline_idempotency") == [
+            idem = info["streamline_idempotency_held"]
+            assert _keys(info, "streamline_idempotency_held") == [
                 ("workflow_id", 1),
                 ("tenant_id", 1),
                 ("idempotency_key", 1),
             ]
             assert idem["unique"] is True
-            partial = idem["partialFilterExpression"]
-            assert dict(partial["status"]) == {"$in": ["draft", "running", "waiting"]}
-            assert partial["holds_idempotency_key"] is True
-            assert set(partial) == {"status", "holds_idempotency_key"}
+            # Equality only: no $in (FCV 6.0, refused by DocumentDB), no
+            # $exists/$type (mis-handled by mongomock).
+            assert dict(idem["partialFilterExpression"]) == {"holds_idempotency_key": True}
+            assert _keys(info, "streamline_claim_free") == [
+                ("lease", 1),
+                ("priority", -1),
+                ("next_run_at", 1),
+                ("_id", 1),
+            ]
+            assert dict(info["streamline_claim_free"]["partialFilterExpression"]) == {
+                "is_active": True
+            }
+            assert _keys(info, "streamline_claim_expired") == [("lease.expires_at", 1)]
 
     asyncio.run(scenario())
 
@@ -81,7 +97,7 @@ def test_ensure_indexes_creates_everything_asked_for(mongo_store) -> None:
                 "streamline_user_userId",
                 "streamline_context_url",
                 "streamline_context_orderId",
-                "streamline_ttl_ended_at",
+                "streamline_ttl_ended",
             }
             assert set(created) == CORE | LISTING | extra
             assert set(info) == CORE | LISTING | extra | {"_id_"}
@@ -95,12 +111,16 @@ def test_ensure_indexes_creates_everything_asked_for(mongo_store) -> None:
                 ("created_at", -1),
             ]
             assert _keys(info, "streamline_context_url") == [("context.url", 1)]
-            ttl = info["streamline_ttl_ended_at"]
-            assert _keys(info, "streamline_ttl_ended_at") == [("ended_at", 1)]
+            ttl = info["streamline_ttl_ended"]
+            assert _keys(info, "streamline_ttl_ended") == [("ended_at", 1)]
             assert int(ttl["expireAfterSeconds"]) == 30 * 86400
-            assert dict(ttl["partialFilterExpression"]["status"]) == {
-                "$in": ["done", "failed", "cancelled"]
-            }
+            assert dict(ttl["partialFilterExpression"]) == {"is_active": False}
+            assert _keys(info, "streamline_created_id") == [("created_at", -1), ("_id", -1)]
+            assert _keys(info, "streamline_workflow_created_id") == [
+                ("workflow_id", 1),
+                ("created_at", -1),
+                ("_id", -1),
+            ]
 
     asyncio.run(scenario())
 
@@ -133,12 +153,12 @@ def test_a_changed_cleanup_period_replaces_the_ttl_index(mongo_store) -> None:
     async def scenario() -> None:
         async with mongo_store() as store:
             await store.ensure_indexes(auto_cleanup_days=30)
-            assert await store.ensure_indexes(auto_cleanup_days=7) == ["streamline_ttl_ended_at"]
+            assert await store.ensure_indexes(auto_cleanup_days=7) == ["streamline_ttl_ended"]
             info = await store.collection.index_information()
-            assert int(info["streamline_ttl_ended_at"]["expireAfterSeconds"]) == 7 * 86400
+            assert int(info["streamline_ttl_ended"]["expireAfterSeconds"]) == 7 * 86400
             # Not asking for cleanup leaves an existing TTL index alone.
             assert await store.ensure_indexes() == []
-            assert "streamline_ttl_ended_at" in await store.collection.index_information()
+            assert "streamline_ttl_ended" in await store.collection.index_information()
 
     asyncio.run(scenario())
 
@@ -177,15 +197,19 @@ def test_the_partial_unique_index_binds_only_active_key_holders(mongo_store) -> 
             await store.ensure_indexes()
             raw = store.collection
             held = {
+                "is_active": True,
                 "workflow_id": WF,
                 "tenant_id": None,
                 "idempotency_key": "k",
                 "holds_idempotency_key": True,
             }
-            await raw.insert_one({"_id": "d1", **held, "status": "done"})
-            await raw.insert_one({"_id": "d2", **held, "status": "failed"})
+            # The store unsets the marker when a run ends, so ended runs and
+            # runs brought back to life are outside the index.
             not_held = {**held, "status": "running"}
             del not_held["holds_idempotency_key"]
+            ended = {**not_held, "is_active": False}
+            await raw.insert_one({"_id": "d1", **ended, "status": "done"})
+            await raw.insert_one({"_id": "d2", **ended, "status": "failed"})
             await raw.insert_one({"_id": "n1", **not_held})
             await raw.insert_one({"_id": "n2", **not_held})
             await raw.insert_one({"_id": "a1", **held, "status": "running"})
