@@ -205,6 +205,8 @@ def release(run: WorkflowRun, now: datetime) -> dict[str, Any]:
     return patch
 
 
+MAX_MESSAGE = 2_000
+"""Characters of an exception's message kept on a step's error."""
 MAX_TRACEBACK = 8_000
 """Characters of a traceback kept on a step's error: its start and the frames nearest the raise."""
 
@@ -226,6 +228,8 @@ def format_traceback(exc: BaseException) -> str | None:
 def error_of(exc: BaseException, code: ErrorCode, step_id: str | None) -> RunError:
     """A stored error record for ``exc``, with its traceback."""
     message = str(exc) or type(exc).__name__
+    if len(message) > MAX_MESSAGE:
+        message = f"{message[:MAX_MESSAGE]}... ({len(message) - MAX_MESSAGE} characters left out)"
     return RunError(
         code=code.value,
         message=message.encode("utf-8", "backslashreplace").decode("utf-8"),

@@ -21,14 +21,17 @@ from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import (
     ConflictError,
+    DataCorruptionError,
     InvalidStateError,
     StoreError,
     StoreUnavailableError,
+    ValidationError,
+    WorkflowError,
     WorkflowNotFoundError,
 )
 from streamline_core.run import WorkflowRun
 
-__all__ = ["Dropped", "Patch", "commit", "cas", "release_quietly"]
+__all__ = ["Dropped", "Refused", "Patch", "commit", "cas", "release_quietly"]
 
 Patch = dict[str, Any]
 
@@ -37,6 +40,17 @@ _CAS_ATTEMPTS = 50
 
 class Dropped(Exception):
     """The run is no longer ours to write (terminal, lease gone, rewound)."""
+
+
+class Refused(Exception):
+    """The store refused the write for what it holds (too big, too deep, invalid).
+
+    Retrying the same write cannot help: the step's outcome must change (it fails).
+    """
+
+    def __init__(self, error: WorkflowError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 async def commit(
@@ -81,6 +95,8 @@ async def commit(
             continue
         except WorkflowNotFoundError:
             raise Dropped() from None
+        except (ValidationError, DataCorruptionError) as exc:
+            raise Refused(exc) from exc
         except StoreUnavailableError as exc:
             rt.counters.store_errors += 1
             if rt.clock.now() >= state.lease_expires:

@@ -17,7 +17,7 @@ from typing import Any
 
 import streamline_core._patches as P
 from streamline_core._json import MAX_DEPTH, Unstorable, to_json_value
-from streamline_core._runtime.commits import Dropped, Patch, commit
+from streamline_core._runtime.commits import Dropped, Patch, Refused, commit
 from streamline_core._runtime.emitter import Emitter
 from streamline_core._runtime.inflight import RunState
 from streamline_core._runtime.outcomes import Outcomes, goes_on
@@ -218,14 +218,17 @@ class Executor:
             return await outcomes.failed(state, idx, err, started_at, attempt)
         if rt.plugins.middleware:
             await rt.events.observe(rt.plugins.after_step(run, step, output), run.id)
-        run = await commit(
-            rt,
-            state,
-            lambda r: outcomes.advance(
-                r, idx, output=output, started_at=started_at, attempts=attempt, changes=changes
-            ),
-            spec.step_id,
-        )
+        try:
+            run = await commit(
+                rt,
+                state,
+                lambda r: outcomes.advance(
+                    r, idx, output=output, started_at=started_at, attempts=attempt, changes=changes
+                ),
+                spec.step_id,
+            )
+        except Refused as refused:
+            return await outcomes.refused(state, idx, refused, started_at, attempt)
         if rt.events.listens("step:completed"):
             await rt.events.emit("step:completed", run=run, step_id=spec.step_id, data=output)
         if run.is_terminal:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import streamline_core._patches as P
-from streamline_core._runtime.commits import Patch, commit
+from streamline_core._runtime.commits import Patch, Refused, commit
 from streamline_core._runtime.inflight import RunState
 from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import (
@@ -111,7 +111,10 @@ class Outcomes:
                 context_changes=changes,
             )
 
-        run = await commit(rt, state, build, step_id)
+        try:
+            run = await commit(rt, state, build, step_id)
+        except Refused as refused:
+            return await self.refused(state, idx, refused, started_at, attempt)
         if consumed:
             await rt.events.emit("step:completed", run=run, step_id=step_id, data=consumed[0])
             await rt.events.ended(run)
@@ -208,19 +211,39 @@ class Outcomes:
             step_id=spec.step_id,
             details={**error.details, "step_error_code": code.value, "attempts": attempt},
         )
-        run = await commit(
-            rt,
-            state,
-            lambda r: P.fail_run(
-                r,
-                run_error,
-                now=rt.clock.now(),
-                idx=idx,
-                started_at=started_at,
-                attempts=attempt,
-                step_error=error,
-            ),
-            spec.step_id,
-        )
+        try:
+            run = await commit(
+                rt,
+                state,
+                lambda r: P.fail_run(
+                    r,
+                    run_error,
+                    now=rt.clock.now(),
+                    idx=idx,
+                    started_at=started_at,
+                    attempts=attempt,
+                    step_error=error,
+                ),
+                spec.step_id,
+            )
+        except Refused:
+            # Even the failure record was refused (a message the store cannot
+            # hold): fail the run with the bare code rather than leave it leased.
+            bare = RunError(code=give_up_code.value, message=message[:200], step_id=spec.step_id)
+            run = await commit(
+                rt, state, lambda r: P.fail_run(r, bare, now=rt.clock.now()), spec.step_id
+            )
         await rt.events.ended(run, error=exc)
         return False
+
+    async def refused(
+        self, state: RunState, idx: int, refused: Refused, started_at: datetime, attempt: int
+    ) -> bool:
+        """The store refused the step's outcome (too big, too deep, ...): the step fails once."""
+        step_id = state.spec.steps[idx].step_id
+        error = NonRetriableError(
+            f"step {step_id!r}: the store refused its result: {refused.error}",
+            run_id=state.run.id,
+            step_id=step_id,
+        )
+        return await self.failed(state, idx, error, started_at, attempt)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from streamline_core import RunStatus, StepContext
+import pytest
+
+from streamline_core import DataCorruptionError, ErrorCode, RunStatus, StepContext, ValidationError
 from streamline_core.errors import StoreUnavailableError
 from tests.conftest import Env
 
@@ -72,3 +74,49 @@ async def test_a_step_result_waits_for_the_store_instead_of_running_again(env: E
     assert done.output == "result"
     assert calls == 1
     assert flaky.failures == 3
+
+
+class RefusesBigWrites:
+    """Refuses (as a real server does past its document limit) any write holding ``"huge"``."""
+
+    def __init__(self, inner: Any, error: type[Exception]) -> None:
+        self.inner = inner
+        self.error = error
+        self.refusals = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def transition(self, run_id: str, revision: int, patch: Any, owner: Any = None) -> Any:
+        if "huge" in repr(patch):
+            self.refusals += 1
+            raise self.error("the document would be over the store's 16 MB limit")
+        return await self.inner.transition(run_id, revision, patch, owner)
+
+
+@pytest.mark.parametrize("error", [ValidationError, DataCorruptionError])
+@pytest.mark.parametrize("where", ["output", "context", "wait"])
+async def test_a_result_the_store_refuses_fails_the_step_once(
+    env: Env, error: type[Exception], where: str
+) -> None:
+    calls: list[int] = []
+
+    async def produce(ctx: StepContext) -> Any:
+        calls.append(ctx.attempt)
+        if where == "context":
+            ctx.set("blob", "huge")
+        if where == "wait":
+            await ctx.wait("approve", {"blob": "huge"})
+        return "huge" if where == "output" else "small"
+
+    store = RefusesBigWrites(env.store, error)
+    async with env.engine(store=store) as engine:
+        wf = engine.workflow("big", steps={"produce": produce, "next": lambda ctx: 1})
+        run = await wf.start()
+        done = await wf.wait_for(run.id, timeout=10)
+    assert calls == [1]  # never re-run until dead-lettered
+    assert done.status == RunStatus.FAILED
+    assert done.error is not None and done.error.code == ErrorCode.STEP_FAILED.value
+    assert "the store refused its result" in done.error.message
+    assert "16 MB" in done.error.message
+    assert done.recoveries == 0
