@@ -37,8 +37,6 @@ from streamline_core import (
     Engine,
     Event,
     RunStatus,
-    StepContext,
-    Workflow,
     WorkflowNotFoundError,
     WorkflowRun,
 )
@@ -146,22 +144,6 @@ async def _require(engine: Engine, run_id: str) -> WorkflowRun:
     if run is None:
         raise WorkflowNotFoundError(f"run {run_id!r} not found")
     return run
-
-
-async def _stand_in_step(ctx: StepContext) -> None:  # pragma: no cover - never executed
-    raise RuntimeError("the streamline CLI never executes steps")
-
-
-def _stand_in(engine: Engine, run: WorkflowRun) -> Workflow:
-    """A workflow handle for ``run`` on the CLI's client engine, which never executes steps.
-
-    ``pause``, ``unpause`` and ``rewind_to`` are ``Workflow`` methods; the
-    CLI has no app to take definitions from, so it registers one with the
-    run's step ids on its own unstarted engine (see the report: an
-    ``engine.runs`` form of these would make this unnecessary).
-    """
-    steps = {step.step_id: _stand_in_step for step in run.steps}
-    return engine.workflow(run.workflow_id, steps=steps, version=run.workflow_version)
 
 
 def _statuses(values: list[str] | None) -> list[str] | None:
@@ -276,11 +258,7 @@ def pause_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
 ) -> None:
     """Pause an active run: no worker claims it until unpause (a running step still commits)."""
-
-    async def go(engine: Engine) -> WorkflowRun:
-        return await _stand_in(engine, await _require(engine, run_id)).pause(run_id)
-
-    run = _with_engine(store, "write", go)
+    run = _with_engine(store, "write", lambda e: e.runs.pause(run_id))
     console.print(f"paused {run.id} ({run.status.value})")
 
 
@@ -289,11 +267,7 @@ def unpause_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
 ) -> None:
     """Let a paused run be claimed again."""
-
-    async def go(engine: Engine) -> WorkflowRun:
-        return await _stand_in(engine, await _require(engine, run_id)).unpause(run_id)
-
-    run = _with_engine(store, "write", go)
+    run = _with_engine(store, "write", lambda e: e.runs.unpause(run_id))
     console.print(f"unpaused {run.id} ({run.status.value})")
 
 
@@ -306,11 +280,7 @@ def rewind_run(
     store: StoreOption = None,
 ) -> None:
     """Re-run a run (in any status) from a step; earlier outputs stay."""
-
-    async def go(engine: Engine) -> WorkflowRun:
-        return await _stand_in(engine, await _require(engine, run_id)).rewind_to(run_id, step)
-
-    run = _with_engine(store, "write", go)
+    run = _with_engine(store, "write", lambda e: e.runs.rewind_to(run_id, step))
     console.print(f"rewound {run.id} to step {step!r}: now {run.status.value}")
 
 
@@ -327,12 +297,8 @@ def delete_run(
                 f"run {run_id!r} is {run.status.value}; only finished runs can be deleted "
                 "(cancel it first)"
             )
-        # engine.runs.delete filters by status and age only; the store's own
-        # delete takes the run id (see the report).
-        from streamline_core.store import RunQuery
-
-        return await engine.store.delete(
-            RunQuery(run_ids=[run.id], status=run.status, tenant_id=run.tenant_id, limit=None)
+        return await engine.runs.delete(
+            status=run.status, run_ids=[run.id], tenant_id=run.tenant_id
         )
 
     deleted = _with_engine(store, "write", go)
