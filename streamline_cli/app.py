@@ -32,7 +32,7 @@ from streamline_cli._support import (
     parse_json,
     store_url,
 )
-from streamline_cli.render import run_detail, run_json, runs_table
+from streamline_cli.render import TRACEBACK_TAIL, run_detail, run_json, runs_table
 from streamline_core import (
     Engine,
     Event,
@@ -219,13 +219,21 @@ def show_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     store: StoreOption = None,
     as_json: JsonOption = False,
+    full_traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            help="Print each failed step's whole traceback (default: its last "
+            f"{TRACEBACK_TAIL} lines).",
+        ),
+    ] = False,
 ) -> None:
-    """Show a run's steps with status, attempts, timings and errors."""
+    """Show a run's steps with status, attempts, timings, errors and where steps failed."""
     run = _with_engine(store, "read", lambda e: _require(e, run_id))
     if as_json:
         _print_json(run_json(run))
     else:
-        console.print(run_detail(run))
+        console.print(run_detail(run, full_traceback=full_traceback))
 
 
 @runs_app.command("resume")
