@@ -390,9 +390,6 @@ def emit_event(
 
 # --- worker -------------------------------------------------------------------------
 
-
-# --- worker log ---------------------------------------------------------------------
-
 _SKIPPED_EVENTS = frozenset({"step:failed", "workflow:retry"})
 """Events the worker does not log: ``step:retry-scheduled`` or ``workflow:failed`` follows."""
 
