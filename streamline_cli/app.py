@@ -15,9 +15,11 @@ import json
 import logging
 import signal
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Annotated, Any, TypeVar
+from types import TracebackType
+from typing import Annotated, Any, TypeAlias, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,16 +31,15 @@ from streamline_cli._support import (
     cli_errors,
     fail,
     load_engine,
+    one_line,
     parse_json,
     store_url,
 )
-from streamline_cli.render import run_detail, run_json, runs_table
+from streamline_cli.render import TRACEBACK_TAIL, run_detail, run_json, runs_table
 from streamline_core import (
     Engine,
     Event,
     RunStatus,
-    StepContext,
-    Workflow,
     WorkflowNotFoundError,
     WorkflowRun,
 )
@@ -148,22 +149,6 @@ async def _require(engine: Engine, run_id: str) -> WorkflowRun:
     return run
 
 
-async def _stand_in_step(ctx: StepContext) -> None:  # pragma: no cover - never executed
-    raise RuntimeError("the streamline CLI never executes steps")
-
-
-def _stand_in(engine: Engine, run: WorkflowRun) -> Workflow:
-    """A workflow handle for ``run`` on the CLI's client engine, which never executes steps.
-
-    ``pause``, ``unpause`` and ``rewind_to`` are ``Workflow`` methods; the
-    CLI has no app to take definitions from, so it registers one with the
-    run's step ids on its own unstarted engine (see the report: an
-    ``engine.runs`` form of these would make this unnecessary).
-    """
-    steps = {step.step_id: _stand_in_step for step in run.steps}
-    return engine.workflow(run.workflow_id, steps=steps, version=run.workflow_version)
-
-
 def _statuses(values: list[str] | None) -> list[str] | None:
     if not values:
         return None
@@ -237,13 +222,21 @@ def show_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")],
     store: StoreOption = None,
     as_json: JsonOption = False,
+    full_traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            help="Print each failed step's whole traceback (default: its last "
+            f"{TRACEBACK_TAIL} lines).",
+        ),
+    ] = False,
 ) -> None:
-    """Show a run's steps with status, attempts, timings and errors."""
+    """Show a run's steps with status, attempts, timings, errors and where steps failed."""
     run = _with_engine(store, "read", lambda e: _require(e, run_id))
     if as_json:
         _print_json(run_json(run))
     else:
-        console.print(run_detail(run))
+        console.print(run_detail(run, full_traceback=full_traceback))
 
 
 @runs_app.command("resume")
@@ -276,11 +269,7 @@ def pause_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
 ) -> None:
     """Pause an active run: no worker claims it until unpause (a running step still commits)."""
-
-    async def go(engine: Engine) -> WorkflowRun:
-        return await _stand_in(engine, await _require(engine, run_id)).pause(run_id)
-
-    run = _with_engine(store, "write", go)
+    run = _with_engine(store, "write", lambda e: e.runs.pause(run_id))
     console.print(f"paused {run.id} ({run.status.value})")
 
 
@@ -289,11 +278,7 @@ def unpause_run(
     run_id: Annotated[str, typer.Argument(metavar="RUN_ID")], store: StoreOption = None
 ) -> None:
     """Let a paused run be claimed again."""
-
-    async def go(engine: Engine) -> WorkflowRun:
-        return await _stand_in(engine, await _require(engine, run_id)).unpause(run_id)
-
-    run = _with_engine(store, "write", go)
+    run = _with_engine(store, "write", lambda e: e.runs.unpause(run_id))
     console.print(f"unpaused {run.id} ({run.status.value})")
 
 
@@ -306,11 +291,7 @@ def rewind_run(
     store: StoreOption = None,
 ) -> None:
     """Re-run a run (in any status) from a step; earlier outputs stay."""
-
-    async def go(engine: Engine) -> WorkflowRun:
-        return await _stand_in(engine, await _require(engine, run_id)).rewind_to(run_id, step)
-
-    run = _with_engine(store, "write", go)
+    run = _with_engine(store, "write", lambda e: e.runs.rewind_to(run_id, step))
     console.print(f"rewound {run.id} to step {step!r}: now {run.status.value}")
 
 
@@ -327,12 +308,8 @@ def delete_run(
                 f"run {run_id!r} is {run.status.value}; only finished runs can be deleted "
                 "(cancel it first)"
             )
-        # engine.runs.delete filters by status and age only; the store's own
-        # delete takes the run id (see the report).
-        from streamline_core.store import RunQuery
-
-        return await engine.store.delete(
-            RunQuery(run_ids=[run.id], status=run.status, tenant_id=run.tenant_id, limit=None)
+        return await engine.runs.delete(
+            status=run.status, run_ids=[run.id], tenant_id=run.tenant_id
         )
 
     deleted = _with_engine(store, "write", go)
@@ -413,6 +390,118 @@ def emit_event(
 
 # --- worker -------------------------------------------------------------------------
 
+_SKIPPED_EVENTS = frozenset({"step:failed", "workflow:retry"})
+"""Events the worker does not log: ``step:retry-scheduled`` or ``workflow:failed`` follows."""
+
+_ERROR_LIMIT = 300
+"""Characters of an error message in a worker log line."""
+
+
+_ExcInfo: TypeAlias = (
+    tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
+)
+
+
+class _WorkerFormatter(logging.Formatter):
+    """The worker's format; a traceback is indented under the line it belongs to."""
+
+    def formatException(self, ei: _ExcInfo) -> str:
+        return textwrap.indent(super().formatException(ei), "    ")
+
+    def formatStack(self, stack_info: str) -> str:
+        return textwrap.indent(super().formatStack(stack_info), "    ")
+
+
+class _StepFailureRecords(logging.Filter):
+    """Drops the engine's own record of a failed attempt (``streamline.run``, with traceback).
+
+    The worker logs that failure itself: one line per retry, and one line
+    with the traceback under it when the run fails, so the traceback is not
+    printed again under a second header for the same failure.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        failure = (
+            record.name == "streamline.run"
+            and record.exc_info is not None
+            and getattr(record, "step_id", None) is not None
+        )
+        return not failure
+
+
+def _worker_logging(*, events: bool) -> logging.Logger:
+    """Log to stderr at INFO unless the app configured logging itself (then leave it alone).
+
+    With ``events`` (the worker logs lifecycle events), the engine's records
+    of failed attempts are left out: the worker's event lines carry them.
+    """
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_WorkerFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        if events:
+            handler.addFilter(_StepFailureRecords())
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+    return logging.getLogger("streamline.worker")
+
+
+def _logfmt(value: object) -> str:
+    """``value`` for a key=value line: quoted (JSON) when it has blanks, quotes or ``=``."""
+    text = str(value)
+    if text and not any(c.isspace() or c in '"=\\' or not c.isprintable() for c in text):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _error_text(error: BaseException) -> str:
+    message = str(error) or type(error).__name__
+    return one_line(f"{type(error).__name__}: {message}", _ERROR_LIMIT)
+
+
+def _log_event(log: logging.Logger, event: Event) -> None:
+    """One line for ``event``: INFO, a retry at WARNING, a failed run at ERROR with its traceback.
+
+    A failed attempt that will be retried is the ``step:retry-scheduled``
+    line (run, step, attempt, delay, error); ``step:failed`` and
+    ``workflow:retry`` say the same and are not logged. A run that fails is
+    the ``workflow:failed`` line, with the step's traceback under it.
+    """
+    if event.name in _SKIPPED_EVENTS:
+        return
+    data = event.data if isinstance(event.data, dict) else {}
+    fields: dict[str, object] = {
+        "event": event.name,
+        "run": event.run_id,
+        "workflow": event.workflow_id,
+        "step": event.step_id,
+    }
+    level = logging.INFO
+    exc_info: BaseException | None = None
+    if event.name == "step:retry-scheduled":
+        level = logging.WARNING
+        delay = data.get("delay")
+        fields["attempt"] = data.get("attempt")
+        fields["delay"] = f"{delay:.2f}s" if isinstance(delay, int | float) else None
+        fields["error"] = _error_text(event.error) if event.error else None
+    elif event.name == "workflow:failed":
+        level = logging.ERROR
+        run_error = data.get("error") if isinstance(data.get("error"), dict) else None
+        if run_error is not None:
+            details = run_error.get("details")
+            if isinstance(details, dict):
+                fields["attempts"] = details.get("attempts")
+            fields["code"] = run_error.get("code")
+            fields["error"] = one_line(run_error.get("message", ""), _ERROR_LIMIT)
+        elif event.error is not None:
+            fields["error"] = _error_text(event.error)
+        if event.error is not None and event.error.__traceback__ is not None:
+            exc_info = event.error
+    elif event.error is not None:
+        fields["error"] = _error_text(event.error)
+    line = " ".join(f"{k}={_logfmt(v)}" for k, v in fields.items() if v is not None)
+    log.log(level, line, exc_info=exc_info)
+
 
 @app.command()
 def worker(
@@ -436,36 +525,27 @@ def worker(
     status_interval: Annotated[
         float, typer.Option(help="Seconds between status lines (0 to disable).")
     ] = 10.0,
-    quiet: Annotated[bool, typer.Option(help="Do not log each lifecycle event.")] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            help="Do not log each lifecycle event (failures are then logged by the engine, "
+            "with a traceback for every failed attempt)."
+        ),
+    ] = False,
 ) -> None:
     """Run an engine as a worker until SIGTERM/SIGINT, then drain and release leases.
 
-    Logs one key=value line per lifecycle event and a periodic status line
+    Logs one key=value line per lifecycle event (one per retry; a final
+    failure with its traceback below it) and a periodic status line
     (claims, in flight, completed, failed, retries, recoveries, pickup lag).
     """
     if store is not None:
         store = store_url(store, "create")
     with cli_errors(store):
         engine = load_engine(target, store=store)
-    log = logging.getLogger("streamline.worker")
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
-
-    def on_event(event: Event) -> None:
-        fields = {
-            "event": event.name,
-            "run": event.run_id,
-            "workflow": event.workflow_id,
-            "step": event.step_id,
-            "error": str(event.error) if event.error else None,
-        }
-        log.info(" ".join(f"{k}={v}" for k, v in fields.items() if v is not None))
-
+    log = _worker_logging(events=not quiet)
     if not quiet:
-        engine.on("*", on_event)
+        engine.on("*", lambda event: _log_event(log, event))
 
     def status_line() -> str:
         s = engine.stats()

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
 from rich import box
+from rich.console import Console, ConsoleOptions, Group, RenderResult
+from rich.segment import Segment
 from rich.table import Table
 from rich.text import Text
 
-from streamline_core import RunStatus, StepStatus, WorkflowRun
+from streamline_core import RunStatus, StepState, StepStatus, WorkflowRun
 from streamline_core.run import WaitState
 
-__all__ = ["STATUS_STYLE", "runs_table", "run_detail", "run_json", "duration"]
+__all__ = [
+    "STATUS_STYLE",
+    "TRACEBACK_TAIL",
+    "runs_table",
+    "run_detail",
+    "run_json",
+    "duration",
+    "step_traceback",
+]
 
 WIDE = 120
 """Terminal width from which ``runs_table`` shows every column."""
+
+TRACEBACK_TAIL = 15
+"""Lines of a step's traceback ``runs show`` prints unless asked for all of it."""
+
+TRACEBACK_INDENT = 4
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 STATUS_STYLE: dict[str, str] = {
     RunStatus.DRAFT: "dim",
@@ -27,6 +45,33 @@ STATUS_STYLE: dict[str, str] = {
     StepStatus.PENDING: "dim",
     StepStatus.SKIPPED: "dim",
 }
+
+
+def _printable(text: str) -> str:
+    """``text`` with tabs expanded and control characters (terminal escapes) made visible."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text.expandtabs(4))
+
+
+class _Indented:
+    """``text`` indented, wrapped under the indent, without trailing blanks.
+
+    Lines that wrap continue under ``hang`` (default: the indent).
+    """
+
+    def __init__(self, text: Text, indent: int = TRACEBACK_INDENT, hang: int | None = None) -> None:
+        self.text = text
+        self.indent = indent
+        self.hang = indent if hang is None else hang
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = max(options.max_width - max(self.indent, self.hang), 20)
+        style = console.get_style(self.text.style) if self.text.style else None
+        for i, line in enumerate(self.text.wrap(console, width, overflow="fold")):
+            line.rstrip()
+            yield Segment(" " * (self.indent if i == 0 else self.hang))
+            for segment in line.render(console, end=""):
+                yield Segment(segment.text, style + segment.style if style else segment.style)
+            yield Segment.line()
 
 
 def _status(value: str) -> Text:
@@ -109,8 +154,45 @@ def _last_wait(run: WorkflowRun) -> WaitState | None:
     return current.wait if current is not None else None
 
 
-def run_detail(run: WorkflowRun) -> Table:
-    """A run's steps with status, attempts, timings and errors."""
+def step_traceback(step: StepState, *, full: bool = False) -> Group | None:
+    """Where ``step`` failed: its stored traceback under a line naming it, or ``None``.
+
+    Without ``full`` only the last :data:`TRACEBACK_TAIL` lines are shown
+    (the frames nearest the raise and the exception), with a note of how
+    many were left out. The traceback is dimmed and indented; lines too long
+    for the terminal wrap under the indent.
+    """
+    error = step.error
+    if error is None or not error.traceback:
+        return None
+    lines = _printable(error.traceback.rstrip("\n")).splitlines()
+    shown = lines if full else lines[-TRACEBACK_TAIL:]
+    left_out = len(lines) - len(shown)
+    header = Text.assemble(
+        ("step ", ""),
+        (step.step_id, "bold"),
+        (f" failed (attempt {step.attempts}): ", ""),
+        (_printable(f"{error.code}: {error.message}"), "red"),
+    )
+    parts = [_Indented(header, 0, hang=2)]
+    if left_out:
+        note = Text(
+            f"... {left_out} earlier line{'s' if left_out != 1 else ''} "
+            "(--traceback shows them all)",
+            style="dim italic",
+        )
+        parts.append(_Indented(note))
+    body = Text("\n".join(shown), style="dim", overflow="fold")
+    parts.append(_Indented(body))
+    return Group(*parts)
+
+
+def run_detail(run: WorkflowRun, *, full_traceback: bool = False) -> Group:
+    """A run's steps with status, attempts, timings and errors; then where steps failed.
+
+    Each step whose error carries a traceback gets it below the table (the
+    last :data:`TRACEBACK_TAIL` lines, or all of it with ``full_traceback``).
+    """
     waiting = ""
     wait = _last_wait(run)
     if wait is not None and run.is_terminal:
@@ -128,7 +210,7 @@ def run_detail(run: WorkflowRun) -> Table:
         table.add_column(col)
     for s in run.steps:
         if s.error is not None:
-            detail = Text(f"{s.error.code}: {s.error.message}", style="red")
+            detail = Text(_printable(f"{s.error.code}: {s.error.message}"), style="red")
         else:
             shown = "" if s.output is None else repr(s.output)
             detail = Text(shown if len(shown) <= 60 else shown[:57] + "...")
@@ -144,5 +226,10 @@ def run_detail(run: WorkflowRun) -> Table:
             detail,
         )
     if run.error is not None:
-        table.caption = f"error {run.error.code}: {run.error.message}"
-    return table
+        table.caption = _printable(f"error {run.error.code}: {run.error.message}")
+    parts: list[Table | Text | Group] = [table]
+    for s in run.steps:
+        block = step_traceback(s, full=full_traceback)
+        if block is not None:
+            parts += [Text(""), block]
+    return Group(*parts)
