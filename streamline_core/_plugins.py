@@ -1,4 +1,7 @@
-"""One pluggy ``PluginManager`` per engine, behind a typed relay."""
+"""One pluggy ``PluginManager`` per engine, behind a typed relay.
+
+Plugin layer: imports ``hooks``, ``retry`` and the model; the runtime calls it.
+"""
 
 from __future__ import annotations
 

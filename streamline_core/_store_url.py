@@ -1,4 +1,7 @@
-"""Store selection by URL: schemes come from the ``streamline.stores`` entry-point group."""
+"""Store selection by URL: schemes come from the ``streamline.stores`` entry-point group.
+
+Model layer: imports only ``errors``; the engine façade resolves its store with it.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Counting in-flight store calls, so a fake clock can wait for them before moving time."""
+"""Counting in-flight store calls, so a fake clock can wait for them before moving time.
+
+Model layer: imports nothing of streamline_core.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Claim rules every store shares: what a takeover is, and how a claimed batch is returned.
 
+Contracts layer: imports ``errors`` and ``run``; the stores call it, the engine never does.
+
 A store's ``claim`` reads candidates its own way (a query, an index scan, a
 dict), leases each with one conditional write, and hands the documents it
 leased to :func:`leased_runs`. These helpers keep the parts of the Store

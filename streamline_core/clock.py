@@ -1,5 +1,7 @@
 """Time: every time-based decision in the engine reads one injected :class:`Clock`.
 
+Model layer: imports nothing of streamline_core.
+
 Sleep, retry and ``start_at`` timers, wait timeouts, step timeouts, poll
 delays, heartbeat cadence and lease expiry all go through ``clock.now()`` and
 ``clock.sleep()``, so a fake clock (``streamline_testing.FakeClock``) can

@@ -1,5 +1,8 @@
 """The module-level API of the original library: ``create_workflow``, ``configure``,
-``default_engine``. The default engine is the only module-level state, and explicit."""
+``default_engine``. The default engine is the only module-level state, and explicit.
+
+Façade layer, above the engine: imports ``engine`` (lazily) and ``workflow``.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """Errors raised by Streamline, and the control-flow signals it uses internally.
 
+Model layer, bottom: imports nothing of streamline_core.
+
 Every error a caller can see is a :class:`WorkflowError` carrying a stable
 :class:`ErrorCode`, the HTTP ``status`` a web layer should answer with, and the
 ``run_id`` / ``step_id`` it concerns. No backend exception (``pymongo.errors.*``,

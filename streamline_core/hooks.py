@@ -1,5 +1,7 @@
 """Plugin hooks (pluggy, project name ``"streamline"``).
 
+Plugin layer: imports the model and ``definition`` (for types) only.
+
 Each :class:`~streamline_core.engine.Engine` owns one ``PluginManager``. Plugins come
 from ``Engine(plugins=[...])`` and from the entry-point group ``streamline``
 (block one by name with ``STREAMLINE_DISABLE_PLUGINS=name1,name2``). The

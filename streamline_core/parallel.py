@@ -1,4 +1,7 @@
-"""``execute_parallel``: run several awaitables at once inside a step."""
+"""``execute_parallel``: run several awaitables at once inside a step.
+
+Model layer: imports only ``errors``; used inside step handlers.
+"""
 
 from __future__ import annotations
 

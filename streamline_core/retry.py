@@ -1,4 +1,7 @@
-"""Built-in retry backoff: pure math, exposed as the default ``streamline_retry_delay`` plugin."""
+"""Built-in retry backoff: pure math, exposed as the default ``streamline_retry_delay`` plugin.
+
+Plugin layer: imports ``hooks`` only.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
 """The run document: one record per workflow run, the unit every store persists.
 
+Model layer: imports only ``errors``.
+
 A :class:`WorkflowRun` is a pydantic v2 model whose field names are also the
 storage field names (snake_case; Mongo keeps the id in ``_id``). It is a
 *state-machine* record, not an event history: ``steps`` holds one

@@ -1,4 +1,7 @@
-"""Counters and gauges of one engine, for dashboards and the worker's status line."""
+"""Counters and gauges of one engine, for dashboards and the worker's status line.
+
+Model layer: imports nothing of streamline_core.
+"""
 
 from __future__ import annotations
 

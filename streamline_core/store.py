@@ -1,5 +1,7 @@
 """The Store protocol: the one seam between the engine and a database.
 
+Contracts layer: imports ``run`` only; every store implements it, the runtime calls it.
+
 This docstring is the normative contract. A backend is correct when it keeps
 every rule below; ``streamline_testing.conformance`` checks each of them.
 

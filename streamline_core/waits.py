@@ -1,4 +1,7 @@
-"""What a suspended step's output looks like when its wait times out."""
+"""What a suspended step's output looks like when its wait times out.
+
+Model layer: imports nothing of streamline_core.
+"""
 
 from __future__ import annotations
 
