@@ -42,6 +42,7 @@ from streamline_core.errors import InvalidStateError, ValidationError
 from streamline_core.events import EventHandler
 from streamline_core.run import WorkflowRun
 from streamline_core.runs import Runs
+from streamline_core.schedules import Schedules
 from streamline_core.stats import EngineStats
 from streamline_core.store import Store
 from streamline_core.sync import SyncEngine
@@ -171,6 +172,8 @@ class Engine:
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self.runs = Runs(self._client)
         """Queries over this engine's runs: ``get``, ``find``, ``count``, ``delete``."""
+        self.schedules = Schedules(self._client)  # list, get, pause, trigger, backfill, ...
+        self.schedule = self.schedules.declare  # engine.schedule(name, workflow, cron=|every=, ...)
         self._sync: SyncEngine | None = None
 
     @property
@@ -318,6 +321,7 @@ class Engine:
         )
         self._rt.worker = self._worker
         self._worker.start()
+        await self.schedules.store_declared()
 
     async def _autostart(self) -> None:
         if self.autostart and not self.started and not self._rt.closed:
