@@ -316,12 +316,12 @@ class Engine:
         if self._worker is not None:
             return
         self._rt.stopping = False
+        await self.schedules.store_declared()  # before claiming, so no tick reads old settings
         self._worker = Worker(
             self._rt, self._dispatcher, self.min_poll_interval, self.max_poll_interval
         )
         self._rt.worker = self._worker
         self._worker.start()
-        await self.schedules.store_declared()
 
     async def _autostart(self) -> None:
         if self.autostart and not self.started and not self._rt.closed:

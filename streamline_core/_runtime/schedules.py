@@ -169,6 +169,15 @@ class ScheduleBook:
             raise NonRetriableError(
                 f"schedule run {ctx.run_id!r} holds no schedule: {exc}"
             ) from None
+        local = self._declared.get(state.name)
+        if local is not None and local.tenant_id == state.tenant_id:
+            # This process's code declared it: its settings win even before the
+            # write that stores them lands (a schedule declared on a started worker).
+            declared = local.declared()
+            for key, value in declared.items():
+                if ctx.context.get(key) != value:
+                    ctx.set(key, value)
+            state = state.model_copy(update=local.model_dump(include=set(declared)))
         now = rt.clock.now()
         try:
             changes, until = await self._fire_due(state, now)
