@@ -227,8 +227,10 @@ async def test_catch_up_after_every_worker_was_down(env: Env, catch_up: Any, mis
 
 
 async def test_catch_up_window_drops_older_missed_occurrences(env: Env) -> None:
-    async with env.engine() as first:
-        first.schedule("nightly", report(first), cron="0 2 * * *", catch_up="all")
+    first = env.engine()
+    first.schedule("nightly", report(first), cron="0 2 * * *", catch_up="all")
+    async with first:
+        await env.settle()
     await env.clock.advance(3 * DAY + 3600)
     async with env.engine() as second:
         second.schedule(
