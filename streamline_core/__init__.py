@@ -31,7 +31,9 @@ from streamline_core.errors import (
 from streamline_core.events import Event
 from streamline_core.hooks import GIVE_UP, hookimpl, hookspec
 from streamline_core.parallel import Settled, execute_parallel
+from streamline_core.recurrence import Recurrence
 from streamline_core.run import RunPage, RunStatus, StepState, StepStatus, WorkflowRun
+from streamline_core.schedule_info import ScheduleInfo
 from streamline_core.store import Store
 from streamline_core.waits import WaitResolution, get_wait_resolution
 from streamline_core.webhooks import Hook, HookResumeResult, create_hook, resume_hook
@@ -85,4 +87,6 @@ __all__ = [
     "ConflictError",
     "LeaseLostError",
     "StoreUnavailableError",
+    "ScheduleInfo",
+    "Recurrence",
 ]

@@ -9,13 +9,14 @@ import inspect
 import logging
 import os
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from streamline_core import hooks
 from streamline_core.errors import ValidationError
+from streamline_core.recurrence import CronCalculator, IntervalCalculator
 from streamline_core.retry import BuiltinPollPolicy, BuiltinRetryPolicy
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ class PluginRelay:
         # Defaults first and trylast, so every user plugin is asked before them.
         pm.register(BuiltinRetryPolicy(), name="streamline.builtin.retry")
         pm.register(BuiltinPollPolicy(), name="streamline.builtin.poll")
+        pm.register(CronCalculator(), name="streamline.builtin.cron")
+        pm.register(IntervalCalculator(), name="streamline.builtin.interval")
         blocked = [n.strip() for n in os.environ.get(DISABLE_ENV, "").split(",") if n.strip()]
         for name in blocked:
             pm.set_blocked(name)
@@ -180,8 +183,12 @@ class PluginRelay:
             return float(stats["max_poll_interval"])
 
     def next_occurrence(self, schedule: Any, after: datetime) -> datetime | None:
-        """Next firing of ``schedule`` after ``after``, if some plugin knows the shape."""
-        result: datetime | None = self.pm.hook.streamline_next_occurrence(
-            schedule=schedule, after=after
-        )
-        return result
+        """Next firing of ``schedule`` strictly after ``after``, if some plugin knows the shape.
+
+        An answer that is not an aware datetime later than ``after`` is treated
+        as no answer, so a buggy calculator can never make a schedule spin.
+        """
+        result = self.pm.hook.streamline_next_occurrence(schedule=schedule, after=after)
+        if not isinstance(result, datetime) or result.tzinfo is None or result <= after:
+            return None
+        return result.astimezone(UTC)

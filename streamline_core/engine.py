@@ -42,6 +42,7 @@ from streamline_core.errors import InvalidStateError, ValidationError
 from streamline_core.events import EventHandler
 from streamline_core.run import WorkflowRun
 from streamline_core.runs import Runs
+from streamline_core.schedules import Schedules
 from streamline_core.stats import EngineStats
 from streamline_core.store import Store
 from streamline_core.sync import SyncEngine
@@ -171,6 +172,8 @@ class Engine:
         self._workflows: dict[tuple[str, str], Workflow] = {}
         self.runs = Runs(self._client)
         """Queries over this engine's runs: ``get``, ``find``, ``count``, ``delete``."""
+        self.schedules = Schedules(self._client)  # list, get, pause, trigger, backfill, ...
+        self.schedule = self.schedules.declare  # engine.schedule(name, workflow, cron=|every=, ...)
         self._sync: SyncEngine | None = None
 
     @property
@@ -313,6 +316,7 @@ class Engine:
         if self._worker is not None:
             return
         self._rt.stopping = False
+        await self.schedules.store_declared()  # before claiming, so no tick reads old settings
         self._worker = Worker(
             self._rt, self._dispatcher, self.min_poll_interval, self.max_poll_interval
         )

@@ -5,7 +5,8 @@ Plugin layer: imports the model and ``definition`` (for types) only.
 Each :class:`~streamline_core.engine.Engine` owns one ``PluginManager``. Plugins come
 from ``Engine(plugins=[...])`` and from the entry-point group ``streamline``
 (block one by name with ``STREAMLINE_DISABLE_PLUGINS=name1,name2``). The
-built-in retry and polling policies are themselves plugins registered with
+built-in retry and polling policies and the cron and interval calculators
+are themselves plugins registered with
 ``trylast=True``, so any user plugin answering first wins.
 
 Rules for implementers:
@@ -178,14 +179,20 @@ def streamline_poll_delay(stats: dict[str, Any]) -> float | None:
 def streamline_next_occurrence(schedule: Any, after: datetime) -> datetime | None:
     """Next time a recurring schedule fires after ``after``. **firstresult, sync.**
 
-    Recurrence calculators (cron, intervals, ...) implement this for the
-    schedule shapes they understand and return ``None`` for others.
+    Called by the schedule runner each time a schedule wakes (and once at
+    ``engine.schedule(...)`` to check the shape), and by ``backfill``.
+    Recurrence calculators implement this for the shapes they understand and
+    return ``None`` for others. The built-in cron (``schedule.cron``) and
+    interval (``schedule.every``) calculators are registered ``trylast``; a
+    plugin adds a shape by answering for the ``schedule.spec`` values it knows
+    (``engine.schedule(name, wf, spec=...)``).
 
     Args:
-        schedule: The schedule description (e.g. a cron string).
+        schedule: A :class:`~streamline_core.recurrence.Recurrence` (``name``,
+            ``cron``, ``every``, ``spec``, ``timezone``).
         after: An aware UTC datetime.
 
     Returns:
-        The next aware UTC datetime, or ``None`` when this plugin does not know
-        the schedule's shape.
+        The next aware datetime strictly after ``after``, or ``None`` when this
+        plugin does not know the schedule's shape (or it never fires again).
     """

@@ -40,11 +40,14 @@ class Creation:
         priority: int,
         tenant_id: str | None,
         start_at: datetime | None,
+        run_id: str | None = None,
     ) -> WorkflowRun:
         """Store a new run of ``spec`` (or return the active run holding ``idempotency_key``).
 
         Arguments are checked by the caller; the input, meta and context are
-        checked here.
+        checked here. A given ``run_id`` (derived by schedules) replaces the
+        random one; when that id is already stored the store's ``ConflictError``
+        propagates, so a derived id is created once.
 
         Raises:
             ValidationError: input, meta or context is invalid; nothing is stored.
@@ -64,7 +67,7 @@ class Creation:
         if local:
             steps[0] = StepState(step_id=first, status=StepStatus.RUNNING, started_at=now)
         run = WorkflowRun(
-            id=new_run_id(now),
+            id=run_id or new_run_id(now),
             workflow_id=spec.name,
             workflow_version=spec.version,
             tenant_id=tenant_id,

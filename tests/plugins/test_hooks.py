@@ -474,7 +474,7 @@ def test_hook_streamline_next_occurrence() -> None:
             "@daily", after
         )
         is None
-    )  # no built-in recurrence calculator
+    )  # the built-in cron and interval calculators answer only for a Recurrence
 
 
 # --- rules ---------------------------------------------------------------------------

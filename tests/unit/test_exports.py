@@ -49,6 +49,8 @@ CORE = {
     "ConflictError",
     "LeaseLostError",
     "StoreUnavailableError",
+    "ScheduleInfo",
+    "Recurrence",
 }
 
 
