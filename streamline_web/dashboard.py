@@ -300,7 +300,7 @@ def dashboard_router(
         @router.get("/login", response_class=HTMLResponse)
         async def login_form(request: Request) -> Response:
             nxt = _safe_next(request.query_params.get("next"))
-            return page(request, "login.html", {"next": nxt, "failed": False})
+            return page(request, "login.html", {"next": nxt, "failed": False, "login_page": True})
 
         @router.post("/login", response_class=HTMLResponse)
         async def login(request: Request) -> Response:
@@ -310,7 +310,9 @@ def dashboard_router(
             given = (form.get("token") or [""])[0]
             nxt = _safe_next((form.get("next") or ["/"])[0])
             if not token_matches(given, token):
-                return page(request, "login.html", {"next": nxt, "failed": True}, 401)
+                return page(
+                    request, "login.html", {"next": nxt, "failed": True, "login_page": True}, 401
+                )
             response = RedirectResponse(f"{_base(request)}{nxt}", status_code=303)
             response.set_cookie(
                 TOKEN_COOKIE,
