@@ -35,6 +35,7 @@ from streamline_cli._support import (
     parse_json,
     store_url,
 )
+from streamline_cli.dashboard import dashboard
 from streamline_cli.render import TRACEBACK_TAIL, run_detail, run_json, runs_table
 from streamline_core import (
     Engine,
@@ -580,6 +581,9 @@ def worker(
 
     with cli_errors(engine.store_url):
         asyncio.run(serve())
+
+
+app.command("dashboard")(dashboard)
 
 
 def main() -> None:

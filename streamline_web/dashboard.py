@@ -1,0 +1,335 @@
+"""The dashboard: overview, runs and run pages rendered server-side with Jinja2.
+
+Autoescaping is on for every template, and user data (input, meta, context,
+outputs, wait data, error messages and tracebacks) only ever reaches a page
+through it. Buttons and the resume form call the JSON API with ``fetch``
+from ``static/dashboard.js``; the pages themselves never change anything.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from streamline_core import (
+    Engine,
+    RunStatus,
+    StepState,
+    ValidationError,
+    WorkflowError,
+    WorkflowRun,
+)
+from streamline_web._errors import WebError, validation_message
+from streamline_web._security import TOKEN_COOKIE, Guard, _same_origin, token_matches
+
+__all__ = ["dashboard_router", "timeline"]
+
+PAGE_SIZES = (25, 50, 100)
+RECENT = 10
+
+_env = Environment(
+    loader=PackageLoader("streamline_web", "templates"),
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def _pretty(value: Any) -> str:
+    # A plain str: autoescaping then applies (Jinja's own tojson marks its output safe).
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _when(value: datetime | None) -> str:
+    return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def duration_text(seconds: float) -> str:
+    """``0.25 s``, ``12 s``, ``3 m 04 s``, ``2 h 05 m``, ``3 d 4 h``."""
+    if seconds < 0:
+        seconds = 0.0
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} m {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} m"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+_env.filters["pretty"] = _pretty
+_env.filters["when"] = _when
+_env.filters["duration"] = duration_text
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One step's row of the timeline: geometry in percent of the run's span."""
+
+    step: StepState
+    left: float
+    width: float
+    duration: str
+    drawn: bool
+
+
+MIN_WIDTH = 0.8
+"""Percent: an instant step still shows as a visible sliver."""
+
+
+def timeline(run: WorkflowRun) -> list[Bar]:
+    """A bar per step, placed on the run's time span (creation to end or last write).
+
+    The span ends at ``ended_at`` or, for an active run, ``updated_at``: the
+    server's wall clock may disagree with the engine's clock (a FakeClock, a
+    skewed worker), so only times the run itself recorded are used.
+    """
+    start = run.created_at
+    stamps = [run.updated_at, run.ended_at or run.updated_at]
+    for s in run.steps:
+        stamps.extend(t for t in (s.started_at, s.ended_at) if t is not None)
+    end = max(stamps)
+    span = max((end - start).total_seconds(), 0.001)
+    bars = []
+    for s in run.steps:
+        if s.started_at is None:
+            bars.append(Bar(s, 0.0, 0.0, "", False))
+            continue
+        finish = s.ended_at or end
+        left = min(max((s.started_at - start).total_seconds() / span * 100, 0.0), 100.0)
+        width = max((finish - s.started_at).total_seconds() / span * 100, 0.0)
+        width = max(min(width, 100.0 - left), MIN_WIDTH)
+        left = min(left, 100.0 - width)
+        seconds = (finish - s.started_at).total_seconds()
+        bars.append(Bar(s, round(left, 3), round(width, 3), duration_text(seconds), True))
+    return bars
+
+
+def _base(request: Request) -> str:
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def _safe_next(value: str | None) -> str:
+    # Only a path on this site: "//evil.example" or "https://..." would be an open redirect.
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+class HtmlErrorRoute(APIRoute):
+    """Answers errors on dashboard pages with an HTML page (or the login redirect)."""
+
+    guard: Guard | None = None
+    common: dict[str, Any] | None = None
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap FastAPI's handler: refusals and engine errors become pages, not JSON."""
+        handler = super().get_route_handler()
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except WebError as exc:
+                login = self.guard.login_path if self.guard is not None else None
+                if exc.status == 401 and login:
+                    target = request.url.path + (
+                        f"?{request.url.query}" if request.url.query else ""
+                    )
+                    query = urlencode({"next": target})
+                    return RedirectResponse(f"{_base(request)}{login}?{query}", status_code=303)
+                return self._error(request, exc.message, exc.status)
+            except WorkflowError as exc:
+                return self._error(request, exc.message, exc.status)
+            except RequestValidationError as exc:
+                return self._error(request, validation_message(exc), 400)
+
+        return guarded
+
+    def _error(self, request: Request, message: str, status: int) -> HTMLResponse:
+        return _page(request, "error.html", {"message": message}, status, self.common)
+
+
+def _page(
+    request: Request,
+    name: str,
+    values: dict[str, Any],
+    status: int = 200,
+    common: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    values = {"base": _base(request), "title": "Streamline", **(common or {}), **values}
+    html = _env.get_template(name).render(values)
+    return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def _statuses(values: list[str]) -> list[RunStatus]:
+    out = []
+    for value in values:
+        try:
+            out.append(RunStatus(value))
+        except ValueError:
+            raise ValidationError(f"unknown status {value!r:.60}") from None
+    return out
+
+
+def dashboard_router(
+    engine: Engine, guard: Guard, *, title: str = "Streamline", token: str | None = None
+) -> APIRouter:
+    """The dashboard's pages (used by :func:`~streamline_web.create_app`).
+
+    Args:
+        engine: The engine whose runs the pages show.
+        guard: The app's auth and read-only checks.
+        title: Shown in the header.
+        token: The app's token, when it has one: enables ``/login``.
+    """
+    common = {
+        "title": title,
+        "tenant": engine.tenant_id,
+        "read_only": guard.read_only,
+        "has_login": token is not None,
+    }
+    route_class = type("DashboardRoute", (HtmlErrorRoute,), {"guard": guard, "common": common})
+    router = APIRouter(route_class=route_class, include_in_schema=False)
+
+    def page(request: Request, name: str, values: dict[str, Any], status: int = 200) -> Response:
+        return _page(request, name, values, status, common)
+
+    @router.get("/", response_class=HTMLResponse)
+    async def overview(request: Request) -> Response:
+        await guard.check_read(request)
+        counts = {s.value: await engine.runs.count(status=s) for s in RunStatus}
+        failures = await engine.runs.find(status="failed", sort="-updated_at", limit=RECENT)
+        waiting = await engine.runs.find(status="waiting", sort="created_at", limit=RECENT)
+        return page(
+            request,
+            "overview.html",
+            {
+                "counts": counts,
+                "total": sum(counts.values()),
+                "failures": failures.items,
+                "waiting": waiting.items,
+                "workflows": sorted(engine.registered_versions),
+            },
+        )
+
+    @router.get("/runs", response_class=HTMLResponse)
+    async def runs(request: Request) -> Response:
+        await guard.check_read(request)
+        params = request.query_params
+        workflow = params.get("workflow", "").strip()
+        statuses = [v for v in params.getlist("status") if v]
+        cursor = params.get("cursor") or None
+        try:
+            limit = int(params.get("limit", "50"))
+        except ValueError:
+            limit = 50
+        limit = limit if limit in PAGE_SIZES else 50
+        filters = {"workflow": workflow, "status": statuses, "limit": limit}
+        error = None
+        items: list[WorkflowRun] = []
+        next_cursor = None
+        try:
+            found = await engine.runs.find(
+                workflow_id=workflow or None,
+                status=_statuses(statuses) or None,
+                limit=limit,
+                cursor=cursor,
+            )
+            items, next_cursor = found.items, found.next_cursor
+        except WorkflowError as exc:
+            # Bad filters come from the page's own form or a hand-edited URL: say so, keep the form.
+            error = exc.message
+        query = [("workflow", workflow)] if workflow else []
+        query += [("status", s) for s in statuses] + [("limit", str(limit))]
+        return page(
+            request,
+            "runs.html",
+            {
+                "runs": items,
+                "filters": filters,
+                "statuses": [s.value for s in RunStatus],
+                "workflows": sorted(engine.registered_versions),
+                "next_url": f"?{urlencode([*query, ('cursor', next_cursor)])}"
+                if next_cursor
+                else None,
+                "first_url": f"?{urlencode(query)}" if cursor else None,
+                "error": error,
+            },
+            400 if error else 200,
+        )
+
+    @router.get("/runs/{run_id}", response_class=HTMLResponse)
+    async def run_page(request: Request, run_id: str) -> Response:
+        await guard.check_read(request)
+        run = await engine.runs.get(run_id)
+        if run is None:
+            return page(request, "error.html", {"message": f"no run {run_id!r:.80}"}, 404)
+        span = (run.ended_at or run.updated_at) - run.created_at
+        return page(
+            request,
+            "run.html",
+            {
+                "run": run,
+                "bars": timeline(run),
+                "span": duration_text(span / timedelta(seconds=1)),
+                "resumable": run.status == RunStatus.WAITING
+                and run.wait is not None
+                and run.wait.kind == "human",
+                "active": not run.is_terminal,
+            },
+        )
+
+    if token is not None:
+
+        @router.get("/login", response_class=HTMLResponse)
+        async def login_form(request: Request) -> Response:
+            nxt = _safe_next(request.query_params.get("next"))
+            return page(request, "login.html", {"next": nxt, "failed": False, "login_page": True})
+
+        @router.post("/login", response_class=HTMLResponse)
+        async def login(request: Request) -> Response:
+            if not _same_origin(request):
+                raise WebError(403, "CROSS_SITE_REQUEST", "cross-site login refused")
+            form = parse_qs((await request.body()).decode("utf-8", "replace"))
+            given = (form.get("token") or [""])[0]
+            nxt = _safe_next((form.get("next") or ["/"])[0])
+            if not token_matches(given, token):
+                return page(
+                    request, "login.html", {"next": nxt, "failed": True, "login_page": True}, 401
+                )
+            response = RedirectResponse(f"{_base(request)}{nxt}", status_code=303)
+            response.set_cookie(
+                TOKEN_COOKIE,
+                given,
+                httponly=True,
+                samesite="strict",
+                secure=request.url.scheme == "https",
+                path=_base(request) or "/",
+            )
+            return response
+
+        @router.post("/logout")
+        async def logout(request: Request) -> Response:
+            if not _same_origin(request):
+                raise WebError(403, "CROSS_SITE_REQUEST", "cross-site logout refused")
+            response = RedirectResponse(f"{_base(request)}/login", status_code=303)
+            response.delete_cookie(TOKEN_COOKIE, path=_base(request) or "/")
+            return response
+
+    return router
