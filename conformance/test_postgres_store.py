@@ -22,7 +22,7 @@ from streamline_testing.conformance import (
     StoreHarness,
     StoreStateMachine,
 )
-from tests.postgres.server import server_url
+from tests.postgres.server import drop_table, server_url
 
 
 class PostgresStoreHarness(StoreHarness):
@@ -56,12 +56,7 @@ class PostgresStoreHarness(StoreHarness):
         assert isinstance(store, PostgresStore)
         if id(store) in self._owners():  # the first handle owns the table (disposed last)
             self._owners().discard(id(store))
-            async with await psycopg.AsyncConnection.connect(server_url(), autocommit=True) as c:
-                await c.execute(f"DROP TABLE IF EXISTS {store.table}".encode())
-                await c.execute(f"DROP FUNCTION IF EXISTS {store.table}_notify()".encode())
-                await c.execute(
-                    "DELETE FROM streamline_schema WHERE table_name = %s", (store.table,)
-                )
+            await drop_table(store.table)
 
     def _owners(self) -> set[int]:
         found: set[int] = self.__dict__.setdefault("_postgres_owners", set())

@@ -25,7 +25,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-__all__ = ["ENV", "server_url", "stop", "PostgresUnavailable"]
+__all__ = ["ENV", "server_url", "stop", "drop_table", "PostgresUnavailable"]
 
 ENV = "STREAMLINE_TEST_POSTGRES_URL"
 _DATABASE = "streamline_test"
@@ -168,3 +168,13 @@ def stop() -> None:
 
 
 atexit.register(stop)
+
+
+async def drop_table(table: str) -> None:
+    """Drop a test store's table and what belongs to it (its trigger function, its version)."""
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(server_url(), autocommit=True) as conn:
+        await conn.execute(f'DROP TABLE IF EXISTS "{table}"'.encode())
+        await conn.execute(f'DROP FUNCTION IF EXISTS "{table}_notify"()'.encode())
+        await conn.execute("DELETE FROM streamline_schema WHERE table_name = %s", (table,))
