@@ -60,7 +60,9 @@ def translate(exc: Exception, what: str, run_id: str | None = None) -> WorkflowE
     message = f"PostgreSQL store: cannot {what}: {_describe(exc)}"
     if isinstance(exc, pg.UniqueViolation):
         return ConflictError(message, run_id=run_id, details=details)
-    if isinstance(exc, (pg.DataException, pg.ProgramLimitExceeded, pg.StatementTooComplex)):
+    # By SQLSTATE class: 22 data exception (NUL in text, out of range,
+    # invalid JSON), 54 program limit (too large, too deep).
+    if (sqlstate or "")[:2] in ("22", "54") or isinstance(exc, psycopg.DataError):
         return ValidationError(message, run_id=run_id, details=details)
     if isinstance(exc, pg.IntegrityConstraintViolation):
         return DataCorruptionError(message, run_id=run_id, details=details)
