@@ -1,7 +1,8 @@
 """Shared test configuration: store selection (``--store``), async tests, hypothesis profiles.
 
 Engine tests take the ``env`` fixture: a fresh store of the kind chosen with
-``--store=memory|sqlite|mongo`` (default memory), a ``FakeClock``, and an
+``--store=memory|sqlite|mongo|postgres`` (default all; postgres runs on the
+test run's own throwaway server, see ``tests/postgres/server.py``), a ``FakeClock``, and an
 ``env.engine(...)`` factory. ``async def`` tests run on their own event loop
 (no asyncio plugin needed); engines and the store are closed afterwards.
 """
@@ -28,7 +29,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-STORES = ("memory", "sqlite", "mongo")
+STORES = ("memory", "sqlite", "mongo", "postgres")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -37,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store",
         default=os.environ.get("STREAMLINE_TEST_STORE", "all"),
         choices=(*STORES, "all"),
-        help="store the engine tests run against: memory, sqlite, mongo, or all (default)",
+        help="store the engine tests run against: memory, sqlite, mongo, postgres, or all",
     )
 
 
@@ -69,6 +70,12 @@ def make_store(kind: str, tmp_path: Path) -> Store:
         from mongomock_motor import AsyncMongoMockClient
 
         return MongoStore(AsyncMongoMockClient(tz_aware=True)["streamline_test"])
+    if kind == "postgres":
+        from streamline_postgres import PostgresStore
+        from tests.postgres.server import server_url
+
+        # A table of its own per test: stores share nothing, and nothing to wipe.
+        return PostgresStore(server_url(), table=f"t_{uuid.uuid4().hex[:16]}")
     raise ValueError(kind)
 
 
@@ -104,11 +111,22 @@ class Env:
             db: Any = self.store.collection.database  # type: ignore[attr-defined]
             await db.client.drop_database(db.name)
             await db.client.close()
+        if self.kind == "postgres":
+            from tests.postgres.server import drop_table
+
+            await drop_table(self.store.table)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
 def env(store_kind: str, tmp_path: Path) -> Env:
     return Env(store_kind, tmp_path)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Stop the throwaway PostgreSQL server, if this run started one."""
+    from tests.postgres.server import stop
+
+    stop()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -1,5 +1,7 @@
 """Crash-test worker: ``python -m tests.crash.worker_app DB LOG [LEASE [SLOTS]]``.
 
+DB is a SQLite file, or a store URL (``postgresql://...``) used as it is.
+
 Every step execution appends ``run_id step pid`` to LOG (one line, O_APPEND)
 before it returns, so the parent can count executions per step. Step ``two``
 of workflow ``crashy`` hangs while the file ``DB.hang`` exists, so the parent
@@ -80,7 +82,7 @@ def stamp(log: str, kind: str, ctx: StepContext, token: str) -> None:
 
 async def main(db: str, log: str, lease: float, slots: int) -> None:
     engine = Engine(
-        f"sqlite:///{db}",
+        db if "://" in db else f"sqlite:///{db}",
         lease=lease,
         max_concurrent_runs=slots,
         min_poll_interval=0.02,

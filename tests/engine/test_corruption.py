@@ -23,6 +23,18 @@ async def corrupt(env: Env, run_id: str) -> None:
             data = json.loads(doc)
             data["steps"] = "garbage"
             db.execute("UPDATE runs SET doc = ? WHERE id = ?", (json.dumps(data), run_id))
+    elif env.kind == "postgres":
+        import psycopg
+
+        from tests.postgres.server import server_url
+
+        table = env.store.table  # type: ignore[attr-defined]
+        async with await psycopg.AsyncConnection.connect(server_url(), autocommit=True) as db:
+            await db.execute(
+                f"UPDATE {table} SET doc = jsonb_set(doc, '{{steps}}', '\"garbage\"') "
+                "WHERE id = %s",
+                (run_id,),
+            )
     else:
         await env.store.collection.update_one(  # type: ignore[attr-defined]
             {"_id": run_id}, {"$set": {"steps": "garbage"}}

@@ -1,0 +1,73 @@
+"""PostgreSQL-specific behaviour the shared suites do not reach: URLs, schema versions, NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime
+
+import psycopg
+import pytest
+
+from streamline_core.errors import StoreUnavailableError, ValidationError
+from streamline_core.run import WorkflowRun
+from streamline_postgres import PostgresStore, from_url
+from tests.postgres.server import drop_table, server_url
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _run(run_id: str, **fields: object) -> WorkflowRun:
+    return WorkflowRun.model_validate(
+        {"id": run_id, "workflow_id": "wf", "created_at": NOW, "updated_at": NOW, **fields}
+    )
+
+
+def test_urls_keep_libpq_parameters_and_take_ours_out() -> None:
+    store = from_url("postgres://u:pw@/db?host=/tmp&table=runs_x&pool_max_size=3")
+    assert store.table == "runs_x"
+    with pytest.raises(ValidationError, match=r"\*\*\*@"):  # the password is never echoed
+        from_url("postgresql://u:pw@h/db?table=no-good")
+    with pytest.raises(ValidationError):
+        from_url("mysql://h/db")
+
+
+async def test_a_table_of_a_newer_schema_is_refused_and_a_nul_is_a_validation_error() -> None:
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(server_url(), table=table)
+    try:
+        with pytest.raises(ValidationError):
+            await store.create(_run("nul", context={"v": "a\x00b"}))
+        async with await psycopg.AsyncConnection.connect(server_url(), autocommit=True) as c:
+            await c.execute(
+                "UPDATE streamline_schema SET version = 99 WHERE table_name = %s", (table,)
+            )
+        newer = PostgresStore(server_url(), table=table)
+        with pytest.raises(StoreUnavailableError, match="newer"):
+            await newer.get("x")
+        await newer.close()
+    finally:
+        await store.close()
+        await drop_table(table)
+
+
+async def test_a_due_run_notifies_listeners() -> None:
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(server_url(), table=table)
+    try:
+        await store.get("warm-up")  # creates the table
+        listening = asyncio.ensure_future(store.wait_for_due(timeout=10))
+        await asyncio.sleep(0.3)
+        await store.create(_run("due", next_run_at=NOW.replace(year=2000)))
+        assert await listening is True
+        assert await store.wait_for_due(timeout=0.2) is False
+    finally:
+        await store.close()
+        await drop_table(table)
+
+
+async def test_an_unreachable_server_is_store_unavailable() -> None:
+    store = PostgresStore("postgresql://nobody@/none?host=/nonexistent&port=1", timeout=0.5)
+    with pytest.raises(StoreUnavailableError):
+        await store.get("x")
+    await store.close()
