@@ -6,6 +6,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -298,3 +299,56 @@ def test_bad_schedules_raise_validation_error_at_declaration(options: dict[str, 
     engine = Engine(InMemoryStore(), load_entry_point_plugins=False)
     with pytest.raises(ValidationError):
         engine.schedule("bad", report(engine), **options)
+
+
+# Two bugs DBOS users reported, kept here as regression tests.
+
+
+async def test_a_suspended_process_does_not_replay_every_missed_tick_without_catch_up(
+    env: Env,
+) -> None:
+    """DBOS: after the process was suspended for hours, every missed tick ran at once although
+    backfill was off. Here a minutely schedule whose worker is gone for ten hours starts only
+    what its catch-up policy asks for (the default, ``latest``), then keeps its cadence."""
+    async with env.engine() as worker:
+        worker.schedule("minutely", report(worker), cron="* * * * *")
+        await env.settle()
+        for _ in range(3):
+            await env.clock.advance(60)
+        before = len(await runs_of(worker, "minutely"))
+    assert before == 3
+    await env.clock.advance(10 * 3600)  # the process is suspended: 600 ticks pass unseen
+    async with env.engine() as resumed:
+        resumed.schedule("minutely", report(resumed), cron="* * * * *")
+        await env.settle()
+        after_resume = len(await runs_of(resumed, "minutely"))
+        for _ in range(2):
+            await env.clock.advance(60)
+        final = fired_at(await runs_of(resumed, "minutely"))
+    # The latest missed tick and the one due as it resumes, never the 600 it slept through.
+    assert 1 <= after_resume - before <= 3
+    assert len(final) == after_resume + 2  # then one a minute again
+    assert len(set(final)) == len(final)
+
+
+async def test_a_daily_cron_fires_once_a_day_whenever_its_next_fire_is_computed(
+    env: Env,
+) -> None:
+    """DBOS: a daily cron fired hourly through an error in its next-fire lookahead. Here the
+    next fire is computed after every hour of three days (each wake-up and re-read of the
+    schedule), and the schedule still fires exactly once a day, at 09:00 in its zone."""
+    async with env.engine() as engine:
+        engine.schedule("daily", report(engine), cron="0 9 * * *", timezone="America/New_York")
+        await env.settle()
+        nexts: set[datetime | None] = set()
+        for _ in range(72):
+            await env.clock.advance(3600)
+            info = await engine.schedules.get("daily")
+            nexts.add(info.next_fire_at)
+        times = fired_at(await runs_of(engine, "daily"))
+    assert len(times) == 3
+    assert all(
+        pairwise_gap == timedelta(days=1) for pairwise_gap in (b - a for a, b in pairwise(times))
+    )
+    assert {t.astimezone(ZoneInfo("America/New_York")).hour for t in times} == {9}
+    assert len(nexts) == 3 + 1  # one next fire per day (and the one after the last run)
