@@ -78,6 +78,16 @@ Required operations
     ``close()``
         Release connections and threads. Idempotent.
 
+Optional operations
+    ``wait_for_work(timeout) -> bool``
+        Return ``True`` as soon as a run may have become claimable and due
+        (another process created, resumed or signalled one), ``False`` after
+        ``timeout`` seconds. A hint only, for stores that can push (PostgreSQL
+        ``LISTEN/NOTIFY``, MongoDB change streams): an idle worker under a
+        real clock awaits it beside its poll delay, and still claims with its
+        own ``now``; a missed notification costs at most one poll interval.
+        It must be safe to cancel.
+
 Patches
     A patch maps a dotted path to its new value: a top-level field
     (``"status"``), an element of ``steps`` by index (``"steps.3"`` or

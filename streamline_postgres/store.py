@@ -132,6 +132,8 @@ class PostgresStore:
         self._ready = False
         self._closed = False
         self._open_lock: asyncio.Lock | None = None
+        self._due: asyncio.Event | None = None
+        self._listener: asyncio.Task[None] | None = None
         # (run_id, expected_revision, owner) -> write id of a write whose answer was lost.
         self._lost: dict[tuple[str, int, str | None], str] = {}
         self._lost_creates: dict[str, str] = {}
@@ -532,31 +534,73 @@ RETURNING r.id, r.doc::text"""
         )
         return int(row[0])
 
-    async def wait_for_due(self, timeout: float) -> bool:
+    async def wait_for_work(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for a run to become claimable and due.
 
-        ``LISTEN``s on :attr:`channel` on a connection of its own; a trigger
-        on the table notifies it when a write (create, resume, event, a step
-        releasing its run) leaves a run unleased, unpaused and due by the
-        server's clock. A hint only: a caller still claims with its own
-        ``now`` and keeps polling as the fallback.
+        The optional Store operation an idle worker awaits beside its poll
+        delay. A task of the store ``LISTEN``s on :attr:`channel` on a
+        connection of its own (opened on first use, reopened after a failure);
+        a trigger on the table notifies it when a write (create, resume, event,
+        a step releasing its run) leaves a run unleased, unpaused and due by
+        the server's clock. A hint only: a caller still claims with its own
+        ``now`` and keeps polling as the fallback. Safe to cancel.
 
         Returns:
             Whether a notification arrived (``False`` on timeout).
         """
         await self._get_pool()
         if self._dsn is None:
-            raise StoreUnavailableError("wait_for_due needs a store built from a connection string")
-        with translated("listen for due runs"):
-            async with await psycopg.AsyncConnection.connect(self._dsn, autocommit=True) as conn:
-                await conn.execute(f"LISTEN {quote(self._channel)}".encode())
-                async for _ in conn.notifies(timeout=timeout, stop_after=1):
-                    return True
-        return False
+            raise StoreUnavailableError(
+                "wait_for_work needs a store built from a connection string"
+            )
+        due = self._start_listening()
+        if not due.is_set():
+            try:
+                await asyncio.wait_for(due.wait(), timeout)
+            except TimeoutError:
+                return False
+        due.clear()
+        return True
+
+    async def wait_for_due(self, timeout: float) -> bool:
+        """The same as :meth:`wait_for_work` (its earlier name)."""
+        return await self.wait_for_work(timeout)
+
+    def _start_listening(self) -> asyncio.Event:
+        if self._due is None:
+            self._due = asyncio.Event()
+        if self._listener is None or self._listener.done():
+            self._listener = asyncio.create_task(
+                self._listen(self._due), name=f"streamline-postgres-listen:{self._table}"
+            )
+        return self._due
+
+    async def _listen(self, due: asyncio.Event) -> None:
+        assert self._dsn is not None
+        backoff = 0.1
+        listen = f"LISTEN {quote(self._channel)}".encode()
+        while not self._closed:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._dsn, autocommit=True
+                ) as conn:
+                    await conn.execute(listen)
+                    backoff = 0.1
+                    async for _ in conn.notifies():
+                        due.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the server went away: polling covers the gap until we are back
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
 
     async def close(self) -> None:
         """Close the pool this store owns (a pool passed in stays open). Idempotent."""
         self._closed = True
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None and self._owns_pool:
             with translated("close"):

@@ -15,8 +15,9 @@ import asyncio
 import heapq
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
 from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.runtime import Runtime
@@ -49,6 +50,7 @@ class Worker:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
+        self._listen: Callable[[float], Awaitable[bool]] | None = None
         self.idle_polls = 0
         self.store_failures = 0
         self.poll_delay = 0.0
@@ -59,6 +61,11 @@ class Worker:
         # the worker polls each time time moves instead of every poll interval.
         subscribe = getattr(self._rt.clock, "subscribe", None)
         self._unsubscribe = subscribe(self.wake) if callable(subscribe) else None
+        # A store that can tell when runs become due (the optional Store
+        # operation ``wait_for_work``: LISTEN/NOTIFY, change streams) cuts an
+        # idle worker's pickup from a poll interval to a round trip.
+        listen = getattr(self._rt.io, "wait_for_work", None)
+        self._listen = listen if callable(listen) and self._unsubscribe is None else None
         self._loop_task = asyncio.create_task(self._run(), name="streamline:worker")
 
     async def stop(self) -> None:
@@ -168,9 +175,17 @@ class Worker:
     async def _sleep_or_wake(self, delay: float) -> None:
         sleeper = asyncio.ensure_future(self._rt.clock.sleep(delay))
         waker = asyncio.ensure_future(self._wake.wait())
+        waits: set[asyncio.Future[Any]] = {sleeper, waker}
+        if self._listen is not None:
+            waits.add(asyncio.ensure_future(self._listen(delay)))
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            while waits:
+                done, waits = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                # A listener that failed (its store is down) is no reason to
+                # claim now: keep sleeping; the claim loop reports outages.
+                if any(t is not sleeper and t is not waker and t.exception() for t in done):
+                    continue
+                break
         finally:
-            for t in (sleeper, waker):
-                if not t.done():
-                    t.cancel()
+            for t in waits:
+                t.cancel()
