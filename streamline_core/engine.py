@@ -333,6 +333,7 @@ class Engine:
         rt = self._rt
         if rt.closed:
             return
+        await self.schedules.settle()  # a declaration on its way to the store is kept
         rt.stopping = True
         if self._worker is not None:
             await self._worker.stop()

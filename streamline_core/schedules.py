@@ -118,6 +118,10 @@ class Schedules:
             )
         self._book.declare(state)
 
+    async def settle(self) -> None:
+        """Wait for declarations a started engine is still writing (``Engine.shutdown``)."""
+        await self._book.settle()
+
     async def store_declared(self) -> None:
         """Write every declared schedule to the store (``Engine.start`` calls this)."""
         await self._book.write_declared()

@@ -110,6 +110,11 @@ class ScheduleBook:
             self._writes.add(task)
             task.add_done_callback(self._writes.discard)
 
+    async def settle(self) -> None:
+        """Wait for declarations still being written (shutdown must not lose one)."""
+        if self._writes:
+            await asyncio.gather(*list(self._writes), return_exceptions=True)
+
     async def write_declared(self) -> None:
         """Write every declaration to the store (a worker does this as it starts)."""
         for state in list(self._declared.values()):

@@ -352,3 +352,14 @@ async def test_a_daily_cron_fires_once_a_day_whenever_its_next_fire_is_computed(
     )
     assert {t.astimezone(ZoneInfo("America/New_York")).hour for t in times} == {9}
     assert len(nexts) == 3 + 1  # one next fire per day (and the one after the last run)
+
+
+async def test_a_schedule_declared_on_a_started_engine_survives_an_immediate_shutdown(
+    env: Env,
+) -> None:
+    async with env.engine() as engine:
+        engine.schedule("late", report(engine), every=3600)
+    again = env.engine()
+    report(again)
+    info = await again.schedules.get("late")
+    assert info is not None and info.name == "late"
