@@ -1,9 +1,9 @@
-"""The JSON API: runs, events, workflows, the webhook route and a health check.
+"""The JSON API: runs, events, workflows, schedules, the webhook route and a health check.
 
 Every route is a thin call into the engine's public API (``engine.runs``,
-``engine.emit_event``, ``engine.resume_hook``); the engine checks arguments
+``engine.schedules``, ``engine.emit_event``, ``engine.resume_hook``); the engine checks arguments
 and scopes everything to its tenant, so a tenant engine's router shows and
-changes only that tenant's runs.
+changes only that tenant's runs and schedules.
 """
 
 from __future__ import annotations
@@ -17,11 +17,19 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from streamline_core import Engine, RunStatus, ValidationError, WorkflowNotFoundError, WorkflowRun
+from streamline_core import (
+    Engine,
+    RunStatus,
+    ScheduleInfo,
+    ValidationError,
+    WorkflowNotFoundError,
+    WorkflowRun,
+)
+from streamline_core.schedule_info import SCHEDULE_WORKFLOW
 from streamline_web._errors import JsonErrorRoute, error_responses
 from streamline_web._security import AuthCallable, Guard
 
-__all__ = ["api_router", "run_json"]
+__all__ = ["api_router", "app_workflows", "run_json", "schedule_json"]
 
 MAX_PAGE = 500
 
@@ -29,6 +37,25 @@ MAX_PAGE = 500
 def run_json(run: WorkflowRun) -> dict[str, Any]:
     """The run as JSON (the stored document, datetimes as ISO 8601 strings)."""
     return run.model_dump(mode="json")
+
+
+def app_workflows(engine: Engine) -> dict[str, tuple[str, ...]]:
+    """The application's workflows registered on ``engine``, by name, and their versions.
+
+    Leaves out the engine's internal ``streamline.schedule`` workflow (registered
+    once a schedule is declared): it is not the application's, and
+    ``engine.get_workflow`` does not hand it out.
+    """
+    return {
+        name: versions
+        for name, versions in sorted(engine.registered_versions.items())
+        if name != SCHEDULE_WORKFLOW
+    }
+
+
+def schedule_json(info: ScheduleInfo) -> dict[str, Any]:
+    """The schedule as JSON (``engine.schedules.get``'s answer, datetimes as ISO 8601)."""
+    return info.model_dump(mode="json")
 
 
 class _Body(BaseModel):
@@ -282,7 +309,7 @@ def _build(engine: Engine, guard: Guard, *, hooks: bool = True) -> APIRouter:
     )
     async def list_workflows() -> Any:
         out = []
-        for name, versions in sorted(engine.registered_versions.items()):
+        for name, versions in app_workflows(engine).items():
             out.append(
                 {
                     "name": name,
@@ -291,6 +318,53 @@ def _build(engine: Engine, guard: Guard, *, hooks: bool = True) -> APIRouter:
                 }
             )
         return JSONResponse(out)
+
+    schedule_errors = error_responses(400, 401, 403, 404)
+
+    @router.get(
+        "/api/schedules",
+        response_model=list[ScheduleInfo],
+        dependencies=read,
+        responses=error_responses(401),
+        tags=["schedules"],
+        summary="Schedules in the store, by name",
+    )
+    async def list_schedules() -> Any:
+        return JSONResponse([schedule_json(i) for i in await engine.schedules.list()])
+
+    @router.post(
+        "/api/schedules/{name}/pause",
+        response_model=ScheduleInfo,
+        dependencies=write,
+        responses=schedule_errors,
+        tags=["schedules"],
+        summary="Pause a schedule (it fires nothing until unpaused)",
+    )
+    async def pause_schedule(name: str) -> Any:
+        return JSONResponse(schedule_json(await engine.schedules.pause(name)))
+
+    @router.post(
+        "/api/schedules/{name}/unpause",
+        response_model=ScheduleInfo,
+        dependencies=write,
+        responses=schedule_errors,
+        tags=["schedules"],
+        summary="Unpause a schedule (what came due while paused does not fire)",
+    )
+    async def unpause_schedule(name: str) -> Any:
+        return JSONResponse(schedule_json(await engine.schedules.unpause(name)))
+
+    @router.post(
+        "/api/schedules/{name}/trigger",
+        response_model=WorkflowRun,
+        dependencies=write,
+        responses=schedule_errors,
+        tags=["schedules"],
+        summary="Start one run of a schedule now, outside its cadence",
+    )
+    async def trigger_schedule(name: str) -> Any:
+        # Needs the schedule's workflow registered on this app's engine (else a 404).
+        return JSONResponse(run_json(await engine.schedules.trigger(name)))
 
     if hooks:
 

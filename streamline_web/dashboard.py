@@ -1,7 +1,8 @@
-"""The dashboard: overview, runs and run pages rendered server-side with Jinja2.
+"""The dashboard: overview, runs, run and schedules pages rendered server-side with Jinja2.
 
 Autoescaping is on for every template, and user data (input, meta, context,
-outputs, wait data, error messages and tracebacks) only ever reaches a page
+outputs, wait data, error messages, tracebacks, schedule names and specs)
+only ever reaches a page
 through it. Buttons and the resume form call the JSON API with ``fetch``
 from ``static/dashboard.js``; the pages themselves never change anything.
 """
@@ -9,11 +10,13 @@ from ``static/dashboard.js``; the pages themselves never change anything.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +28,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from streamline_core import (
     Engine,
     RunStatus,
+    ScheduleInfo,
     StepState,
     ValidationError,
     WorkflowError,
@@ -32,8 +36,9 @@ from streamline_core import (
 )
 from streamline_web._errors import WebError, validation_message
 from streamline_web._security import TOKEN_COOKIE, Guard, _same_origin, token_matches
+from streamline_web.api import app_workflows
 
-__all__ = ["dashboard_router", "timeline"]
+__all__ = ["ScheduleRow", "cadence_text", "dashboard_router", "timeline"]
 
 PAGE_SIZES = (25, 50, 100)
 RECENT = 10
@@ -71,6 +76,45 @@ def duration_text(seconds: float) -> str:
         return f"{hours} h {minutes:02d} m"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+_EVERY = re.compile(r"every ([0-9.]+)s")
+_UNITS = ((86400, "d"), (3600, "h"), (60, "min"), (1, "s"))
+
+
+def cadence_text(spec: Any) -> str:
+    """A schedule's recurrence for people: ``0 2 * * *``, ``every 5 min``, or the spec as JSON."""
+    if not isinstance(spec, str):
+        return json.dumps(spec, ensure_ascii=False, sort_keys=True, default=str)
+    match = _EVERY.fullmatch(spec)
+    if match is None:
+        return spec
+    every = float(match.group(1))
+    for size, unit in _UNITS:
+        if every >= size and every % size == 0:
+            return f"every {every / size:g} {unit}"
+    return f"every {every:g} s"
+
+
+def _local(value: datetime | None, timezone: str) -> str:
+    """``value`` in the schedule's own zone (``2030-01-02 02:00 CET``); empty for UTC or unknown."""
+    if value is None or timezone == "UTC":
+        return ""
+    try:
+        return value.astimezone(ZoneInfo(timezone)).strftime("%Y-%m-%d %H:%M %Z")
+    except (ZoneInfoNotFoundError, ValueError):
+        return ""
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    """One row of the schedules page: the schedule and what the page says about it."""
+
+    info: ScheduleInfo
+    cadence: str
+    local_next: str
+    next_in: str
+    last_run: WorkflowRun | None
 
 
 _env.filters["pretty"] = _pretty
@@ -224,7 +268,7 @@ def dashboard_router(
                 "total": sum(counts.values()),
                 "failures": failures.items,
                 "waiting": waiting.items,
-                "workflows": sorted(engine.registered_versions),
+                "workflows": list(app_workflows(engine)),
             },
         )
 
@@ -264,7 +308,7 @@ def dashboard_router(
                 "runs": items,
                 "filters": filters,
                 "statuses": [s.value for s in RunStatus],
-                "workflows": sorted(engine.registered_versions),
+                "workflows": list(app_workflows(engine)),
                 "next_url": f"?{urlencode([*query, ('cursor', next_cursor)])}"
                 if next_cursor
                 else None,
@@ -294,6 +338,25 @@ def dashboard_router(
                 "active": not run.is_terminal,
             },
         )
+
+    @router.get("/schedules", response_class=HTMLResponse)
+    async def schedules(request: Request) -> Response:
+        await guard.check_read(request)
+        now = engine.clock.now()
+        rows = []
+        for info in await engine.schedules.list():
+            last = await engine.runs.get(info.last_run_id) if info.last_run_id else None
+            ahead = (info.next_fire_at - now) / timedelta(seconds=1) if info.next_fire_at else None
+            rows.append(
+                ScheduleRow(
+                    info=info,
+                    cadence=cadence_text(info.spec),
+                    local_next=_local(info.next_fire_at, info.timezone),
+                    next_in="" if ahead is None else f"in {duration_text(ahead)}",
+                    last_run=last,
+                )
+            )
+        return page(request, "schedules.html", {"rows": rows})
 
     if token is not None:
 

@@ -95,6 +95,30 @@
     }
   }
 
+  // --- schedules page: pause, unpause, trigger ---------------------------------------
+  const schedules = document.getElementById("schedules");
+  if (schedules) {
+    let busy = false;
+    schedules.querySelectorAll("button.schedule-action").forEach(function (button) {
+      button.addEventListener("click", async function () {
+        if (busy) { return; }
+        const row = button.closest("tr");
+        const name = row.dataset.schedule; // the attribute's value, never parsed as HTML
+        const action = button.dataset.action;
+        busy = true;
+        try {
+          await post("/api/schedules/" + encodeURIComponent(name) + "/" + action, undefined);
+          say(action + " " + name + " done; reloading…", false);
+          window.location.reload();
+        } catch (e) {
+          say(e.message, true);
+        } finally {
+          busy = false;
+        }
+      });
+    });
+  }
+
   // --- runs page: refresh the table in place ----------------------------------------
   const live = document.getElementById("runs-live");
   const toggle = document.getElementById("live-refresh");

@@ -65,6 +65,18 @@ def register(engine: Engine) -> None:
         raise NonRetriableError(f"bad input {ctx.input}")
 
 
+def add_schedules(engine: Engine, label: str = "nightly") -> None:
+    """A ``report`` workflow and two schedules: ``{label}`` (cron, Berlin) and ``poll`` (5 min)."""
+    report = engine.workflow("report")
+
+    @report.step
+    async def build(ctx: StepContext) -> Any:
+        return {"kind": ctx.input}
+
+    engine.schedule(label, report, cron="0 2 * * *", timezone="Europe/Berlin", input="daily")
+    engine.schedule("poll", report, every=300, input="poll")
+
+
 async def settle(engine: Engine) -> None:
     """Let the engine's worker finish everything that is ready (the clock never moves)."""
     clock = engine.clock

@@ -7,121 +7,63 @@ used (``playwright install`` cannot reach its hosts here).
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from streamline_core import Engine
 from streamline_testing import InMemoryStore
-from streamline_web import create_app
-from tests.web.support import XSS, make_engine, settle
+from tests.web.live import VIEWPORT, LiveServer, chromium
+from tests.web.screenshots import PAGES, capture, demo_engine, populate_demo
+from tests.web.support import XSS, add_schedules, make_engine, settle
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TOKEN = "browser-test-token"
 
 
-class LiveServer:
-    """uvicorn serving ``create_app`` on a free 127.0.0.1 port, in a thread with its own loop.
+def _engine() -> Engine:
+    engine = make_engine(InMemoryStore())
+    add_schedules(engine)
+    return engine
 
-    The app's engine is also the worker (real clock, in-memory store), so a
-    run resumed in the browser goes on to finish.
-    """
 
-    def __init__(self) -> None:
-        self.ready = threading.Event()
-        self.run_id = ""
-        self.url = ""
-        self.error: BaseException | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self._thread.start()
-        if not self.ready.wait(15) or self.error is not None:
-            raise RuntimeError(f"server did not start: {self.error!r}")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        self._thread.join(10)
-
-    def _main(self) -> None:
-        try:
-            asyncio.run(self._serve())
-        except BaseException as exc:
-            self.error = exc
-            self.ready.set()
-
-    async def _serve(self) -> None:
-        engine: Engine = make_engine(InMemoryStore(), clock=None)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        async with engine:
-            run = await engine.get_workflow("approval").start({"note": XSS}, meta={"who": XSS})
-            await settle(engine)
-            self.run_id = run.id
-            config = uvicorn.Config(
-                create_app(engine, token=TOKEN), log_level="warning", lifespan="off"
-            )
-            self._server = uvicorn.Server(config)
-            self.url = f"http://127.0.0.1:{port}"
-            loop = asyncio.get_running_loop()
-            loop.call_later(0.05, self.ready.set)
-            await self._server.serve(sockets=[sock])
+async def _waiting_run(engine: Engine) -> dict[str, str]:
+    run = await engine.get_workflow("approval").start({"note": XSS}, meta={"who": XSS})
+    await settle(engine)
+    return {"run": run.id}
 
 
 @pytest.fixture
 def browser_page(tmp_path: Path) -> Iterator[Any]:
-    assert Path(CHROMIUM).exists(), (
-        f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does this)"
-    )
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
+    with chromium(tmp_path / "chromium-profile") as context:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page.on(
+            "console",
+            lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
         )
-        try:
-            yield context.new_page()
-        finally:
-            context.close()
+        page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
+        yield page
+        assert not problems, problems
+
+
+def _log_in(page: Any) -> None:
+    expect(page.locator("input[name=token]")).to_be_visible()
+    page.fill("input[name=token]", TOKEN)
+    page.click("form.login button")
 
 
 def test_log_in_resume_a_waiting_run_and_see_it_done(browser_page: Any) -> None:
     page = browser_page
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on(
-        "console",
-        lambda msg: problems.append(f"console: {msg.text}") if msg.type == "error" else None,
-    )
-    page.on("dialog", lambda dialog: problems.append(f"dialog: {dialog.message}"))
-    with LiveServer() as server:
-        page.goto(f"{server.url}/runs/{server.run_id}")
+    with LiveServer(_engine, _waiting_run, token=TOKEN) as server:
+        run_id = server.ids["run"]
+        page.goto(f"{server.url}/runs/{run_id}")
         # Not logged in: the login form, then back to the run.
-        expect(page.locator("input[name=token]")).to_be_visible()
-        page.fill("input[name=token]", TOKEN)
-        page.click("form.login button")
+        _log_in(page)
         expect(page.locator("#run-status")).to_have_text("waiting")
 
         # The timeline: a drawn bar for each started step, with a real width on screen.
@@ -141,5 +83,55 @@ def test_log_in_resume_a_waiting_run_and_see_it_done(browser_page: Any) -> None:
         page.goto(f"{server.url}/")
         expect(page.locator(".count.done .n")).to_have_text("1")
         page.goto(f"{server.url}/runs")
-        expect(page.locator(f"a:text('{server.run_id}')")).to_be_visible()
-    assert not problems, problems
+        expect(page.locator(f"a:text('{run_id}')")).to_be_visible()
+
+
+def test_pause_and_trigger_a_schedule_from_its_page(browser_page: Any) -> None:
+    page = browser_page
+    with LiveServer(_engine, _waiting_run, token=TOKEN) as server:
+        page.goto(f"{server.url}/")
+        _log_in(page)
+        page.click("header nav a:text('Schedules')")
+        row = page.locator("#schedules tr[data-schedule='nightly']")
+        expect(row.locator(".state")).to_have_text("active")
+        expect(row.locator(".last-run")).to_have_text("none yet")
+
+        row.locator("button[data-action=pause]").click()
+        expect(row.locator(".state")).to_have_text("paused")
+        expect(row.locator(".next-fire")).to_have_text("—")
+        expect(row.locator("button[data-action=unpause]")).to_be_visible()
+
+        row.locator("button[data-action=trigger]").click()
+        link = row.locator(".last-run a")
+        expect(link).to_be_visible()
+        expect(row.locator(".last-run")).to_contain_text("manual")
+        link.click()
+        expect(page.locator("h1")).to_contain_text("report")
+        expect(page.locator("#run-status")).to_have_text("done")  # the server is the worker
+        expect(page.locator("#run-meta")).to_contain_text('"trigger": "manual"')
+
+        page.go_back()
+        row.locator("button[data-action=unpause]").click()
+        expect(row.locator(".state")).to_have_text("active")
+        expect(row.locator(".next-fire")).to_contain_text("UTC")
+        # The other schedule was left alone.
+        poll = page.locator("#schedules tr[data-schedule='poll']")
+        expect(poll.locator(".state")).to_have_text("active")
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n", path
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_screenshots_of_every_page(browser_page: Any, tmp_path: Path) -> None:
+    # The pictures in docs/web.md come from this (python -m tests.web.screenshots);
+    # here they go to a temporary directory, so a test run never rewrites docs/img.
+    with LiveServer(demo_engine, populate_demo) as server:
+        shots = capture(browser_page, server.url, server.ids["run"], tmp_path / "img")
+    assert [p.name for p in shots] == [f"dashboard-{name}.png" for name in PAGES]
+    for path in shots:
+        assert _png_size(path) == (VIEWPORT["width"], VIEWPORT["height"]), path
+        assert path.stat().st_size > 10_000, path  # not a blank page

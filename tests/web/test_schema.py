@@ -12,12 +12,13 @@ from hypothesis import HealthCheck, settings
 from streamline_core import Engine
 from streamline_testing import FakeClock, InMemoryStore
 from streamline_web import create_app
-from tests.web.support import make_engine, settle
+from tests.web.support import add_schedules, make_engine, settle
 
 STORE = InMemoryStore()
 CLOCK = FakeClock()
 # The app is built at import (schemathesis reads its schema then); the runs arrive below.
 APP_ENGINE: Engine = make_engine(STORE, clock=CLOCK)
+add_schedules(APP_ENGINE)  # registers the schedules' workflow, so trigger can start runs
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(APP_ENGINE))
 
 
@@ -26,8 +27,11 @@ def _runs() -> None:
     store, clock = STORE, CLOCK
 
     async def populate() -> None:
-        # Some runs to hit: waiting, done, failed; then the app gets a client engine.
-        async with make_engine(store, clock=clock) as worker:
+        # Some runs to hit: waiting, done, failed, and two stored schedules; then the
+        # app gets a client engine.
+        worker = make_engine(store, clock=clock)
+        add_schedules(worker)
+        async with worker:
             run = await worker.get_workflow("approval").start({"note": "x"})
             await worker.get_workflow("broken").start(1)
             await settle(worker)
