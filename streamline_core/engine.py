@@ -253,7 +253,7 @@ class Engine:
             WorkflowNotFoundError: no such workflow or version.
         """
         spec = self._rt.registry.get(name, version)
-        return self._workflows[(spec.name, spec.version)]
+        return self._workflows.setdefault((spec.name, spec.version), Workflow(spec, self._client))
 
     @property
     def workflow_names(self) -> frozenset[str]:

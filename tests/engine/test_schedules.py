@@ -363,3 +363,10 @@ async def test_a_schedule_declared_on_a_started_engine_survives_an_immediate_shu
     report(again)
     info = await again.schedules.get("late")
     assert info is not None and info.name == "late"
+
+
+async def test_the_internal_schedule_workflow_is_a_registered_workflow_like_any(env: Env) -> None:
+    engine = env.engine()
+    engine.schedule("hourly", report(engine), every=3600)
+    assert "streamline.schedule" in engine.workflow_names
+    assert engine.get_workflow("streamline.schedule").name == "streamline.schedule"
