@@ -177,4 +177,10 @@ async def drop_table(table: str) -> None:
     async with await psycopg.AsyncConnection.connect(server_url(), autocommit=True) as conn:
         await conn.execute(f'DROP TABLE IF EXISTS "{table}"'.encode())
         await conn.execute(f'DROP FUNCTION IF EXISTS "{table}_notify"()'.encode())
-        await conn.execute("DELETE FROM streamline_schema WHERE table_name = %s", (table,))
+        # A store that was never used created no version table either.
+        await conn.execute(
+            "DO $$ BEGIN IF to_regclass('streamline_schema') IS NOT NULL THEN "
+            "DELETE FROM streamline_schema WHERE table_name = "
+            + psycopg.sql.quote(table)
+            + "; END IF; END $$"
+        )
