@@ -8,7 +8,6 @@ backend query operator (a run id like ``{"$ne": None}``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -26,8 +25,6 @@ __all__ = [
     "optional_aware_datetime",
     "names",
     "mapping",
-    "number",
-    "finite_seconds",
 ]
 
 MAX_ID_LENGTH = 200
@@ -109,18 +106,4 @@ def mapping(value: Any, what: str) -> Mapping[str, Any] | None:
         raise ValidationError(f"{what} must be a dict, got {_kind(value)}")
     for key in value:
         text(key, f"a key of {what}")
-    return value
-
-
-def number(value: Any, what: str) -> float | int:
-    """An ``int`` or ``float`` (not a ``bool``)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValidationError(f"{what} must be a number, got {_kind(value)} {value!r:.60}")
-    return value
-
-
-def finite_seconds(value: float, what: str) -> float:
-    """A finite number of seconds (``NaN`` and infinities are refused)."""
-    if not math.isfinite(value):
-        raise ValidationError(f"{what} must be a finite number of seconds, got {value!r}")
     return value

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any, overload
 
 import streamline_core._arguments as A
+from streamline_core._durations import seconds
 from streamline_core._runtime.client import Client
 from streamline_core.definition import (
     Handler,
@@ -246,13 +247,12 @@ class Workflow:
         Raises:
             TimeoutError: still active after ``timeout``.
         """
-        if timeout is not None:
-            A.finite_seconds(float(A.number(timeout, "timeout")), "timeout")
-        A.finite_seconds(float(A.number(poll_interval, "poll_interval")), "poll_interval")
-        if poll_interval <= 0:
+        timeout_s = seconds(timeout, "timeout")
+        poll_s = seconds(poll_interval, "poll_interval")
+        if poll_s is None or poll_s <= 0:
             raise ValidationError(f"poll_interval must be positive, got {poll_interval!r}")
         return await self._client.reads.wait_for(
-            A.run_id(run_id), self.name, timeout, poll_interval, suspended=suspended
+            A.run_id(run_id), self.name, timeout_s, poll_s, suspended=suspended
         )
 
     async def shutdown(self) -> None:

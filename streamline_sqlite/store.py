@@ -414,14 +414,16 @@ class SQLiteStore:
             raise StoreUnavailableError(
                 f"SQLite database {self._path} is open read-only; it cannot be changed"
             )
-        self.open()
+        if not self._opened or self._closed:
+            self.open()  # takes a lock: only until the store is open
         if self._file is not None:
             self._file.check()
         return self._writer_worker
 
     @property
     def _reader(self) -> Worker:
-        self.open()
+        if not self._opened or self._closed:
+            self.open()
         return self._reader_worker
 
     # Writes: each is one job on the writer thread, run inside a group-commit transaction.
