@@ -21,7 +21,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 import streamline_core._arguments as A
 from streamline_core._durations import seconds
@@ -37,7 +37,6 @@ from streamline_core._runtime.worker import Worker
 from streamline_core._store_url import resolve_store_url, store_from_url
 from streamline_core._tracking import IOTracker, TrackedStore
 from streamline_core.clock import Clock, SystemClock
-from streamline_core.definition import StepDefaults
 from streamline_core.errors import InvalidStateError, ValidationError
 from streamline_core.events import EventHandler
 from streamline_core.run import WorkflowRun
@@ -47,7 +46,7 @@ from streamline_core.stats import EngineStats
 from streamline_core.store import Store
 from streamline_core.sync import SyncEngine
 from streamline_core.workflow import Workflow
-from streamline_core.workflow_spec import WorkflowSpec
+from streamline_core.workflow_spec import WorkflowOptions, WorkflowSpec
 
 __all__ = ["Engine"]
 
@@ -207,11 +206,7 @@ class Engine:
         self,
         name: str,
         steps: Mapping[str, Any] | None = None,
-        *,
-        context: Callable[[Any], Any] | Mapping[str, Any] | None = None,
-        version: str = "1",
-        defaults: StepDefaults | None = None,
-        input_model: type[Any] | None = None,
+        **options: Unpack[WorkflowOptions],
     ) -> Workflow:
         """Define (or fetch the equal, already registered) workflow ``name``.
 
@@ -219,26 +214,14 @@ class Engine:
             name: Workflow id stored on every run.
             steps: ``{step_id: handler | StepConfig | dict}`` in order; omit to
                 add steps with the ``@wf.step`` decorator.
-            context: ``context(input) -> dict`` (or a dict) building the run's
-                initial context.
-            version: Definition version, stored on each run.
-            defaults: Options for every step (``StepDefaults``).
-            input_model: A pydantic model that validates ``start`` input.
+            **options: ``context``, ``version``, ``defaults``, ``input_model``
+                and the rest of :class:`~streamline_core.workflow_spec.WorkflowOptions`.
 
         Raises:
             ValidationError: The definition is invalid, or a different one is
                 registered under the same name and version.
         """
-        spec = self._rt.registry.add(
-            WorkflowSpec(
-                name,
-                steps,
-                context=context,
-                version=version,
-                defaults=defaults,
-                input_model=input_model,
-            )
-        )
+        spec = self._rt.registry.add(WorkflowSpec(name, steps, **options))
         key = (spec.name, spec.version)
         wf = self._workflows.get(key)
         if wf is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict
 
 import pydantic
 
@@ -20,9 +20,26 @@ from streamline_core._json import Unstorable, to_json_value
 from streamline_core.definition import StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
 
-__all__ = ["WorkflowSpec"]
+__all__ = ["WorkflowOptions", "WorkflowSpec"]
 
 ContextFactory = Callable[[Any], Any] | Mapping[str, Any]
+
+
+class WorkflowOptions(TypedDict, total=False):
+    """The keyword options of ``engine.workflow(name, steps, **options)``.
+
+    One typed place for them, so ``Engine.workflow`` forwards them unchanged
+    to :class:`WorkflowSpec`, which checks each one.
+    """
+
+    context: ContextFactory | None
+    """``context(input) -> dict`` (or a dict) building the run's initial context."""
+    version: str
+    """Definition version, stored on each run (default ``"1"``)."""
+    defaults: StepDefaults | None
+    """Options for every step (``StepDefaults``)."""
+    input_model: type[Any] | None
+    """A pydantic model that validates ``start`` input."""
 
 
 class WorkflowSpec:
