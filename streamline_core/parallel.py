@@ -98,7 +98,9 @@ async def execute_parallel(
             ]
         if mode == "race":
             done, _ = await asyncio.wait(futs, return_when=asyncio.FIRST_COMPLETED)
-            return next(iter(done)).result()
+            # Several may end in one loop iteration: the earliest in input order wins,
+            # so the outcome does not depend on set order.
+            return next(f for f in futs if f in done).result()
         pending = set(futs)
         while pending:
             done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -111,3 +113,6 @@ async def execute_parallel(
         )
     finally:
         await _cancel([f for f in futs if not f.done()])
+        for f in futs:  # losers' errors are settled here, never "exception was never retrieved"
+            if not f.cancelled():
+                f.exception()

@@ -23,6 +23,12 @@ from streamline_core import Engine
 from streamline_core.store import Store
 from streamline_testing import FakeClock, InMemoryStore
 
+# pytest-xdist's workers export COLUMNS=80, and rich fixes a console's width when
+# the console is built (streamline_cli builds its consoles at import): without
+# this, the CLI tests' COLUMNS would be ignored under ``-n``.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
+
 settings.register_profile("dev", max_examples=30, deadline=None)
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -64,9 +64,22 @@ def test_sigterm_drains_and_releases_every_lease(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    # SIGTERM only once the worker has committed a step and printed a status
+    # line (its handlers are in place): a fixed sleep is too short under load.
+    assert proc.stderr is not None
+    seen: list[str] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        text = "".join(seen)
+        if "event=step:completed" in text and "status worker=" in text:
+            break
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=30)
+    _, rest = proc.communicate(timeout=30)
+    err = "".join(seen) + rest
     assert proc.returncode == 0, err
     assert "started worker=" in err
     assert "event=step:completed" in err

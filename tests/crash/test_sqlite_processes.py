@@ -104,9 +104,11 @@ def test_a_worker_killed_mid_step_is_recovered_by_another_process(tmp_path: Path
 
 def test_three_workers_execute_every_step_of_60_runs_exactly_once(tmp_path: Path) -> None:
     db, log = tmp_path / "runs.db", tmp_path / "exec.log"
-    ids = asyncio.run(start_runs(db, "bulk", 60))
+    # Every worker is up before the runs exist, so a slow start under load does
+    # not leave one worker alone with all the work.
     workers = [spawn(db, log, lease=5.0, slots=4) for _ in range(3)]
     try:
+        ids = asyncio.run(start_runs(db, "bulk", 60))
         statuses = asyncio.run(wait_done(db, ids, timeout=60))
     finally:
         for w in workers:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 
@@ -83,3 +84,23 @@ async def test_bad_arguments() -> None:
     with pytest.raises(ValidationError):
         await execute_parallel([lambda: value(1)], mode="bogus")  # type: ignore[arg-type]
     assert await execute_parallel([]) == []
+
+
+async def test_race_between_tasks_ending_together_goes_to_the_first_and_settles_the_rest() -> None:
+    async def down() -> None:
+        raise ConnectionError("down")
+
+    async def up() -> str:
+        return "up"
+
+    loop = asyncio.get_running_loop()
+    unretrieved: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unretrieved.append(context))
+    # Both end in the same loop iteration: input order decides, every time.
+    for _ in range(20):
+        assert await execute_parallel([up, down], mode="race") == "up"
+        with pytest.raises(ConnectionError):
+            await execute_parallel([down, up], mode="race")
+    gc.collect()
+    await asyncio.sleep(0)
+    assert unretrieved == []
