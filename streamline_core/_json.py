@@ -12,7 +12,15 @@ from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["MAX_DEPTH", "INT_MIN", "INT_MAX", "Unstorable", "to_json_value", "is_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "INT_MIN",
+    "INT_MAX",
+    "Unstorable",
+    "to_json_value",
+    "is_text",
+    "json_equal",
+]
 
 MAX_DEPTH = 64
 """Deepest nesting of lists and dicts in a stored value (MongoDB refuses documents past 100)."""
@@ -122,3 +130,19 @@ def _convert(value: Any, depth: int) -> Any:
     if isinstance(value, BaseModel):
         return _convert(value.model_dump(mode="json"), depth)
     raise _Refused(kind.__name__)
+
+
+def json_equal(a: Any, b: Any) -> bool:
+    """Equality of two JSON values as a document database judges it.
+
+    Unlike ``==``, ``true`` is not ``1`` and ``false`` is not ``0`` (MongoDB and
+    SQLite's JSON functions keep booleans apart from numbers); ``1`` and ``1.0``
+    stay equal.
+    """
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)

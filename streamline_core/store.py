@@ -115,6 +115,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any, Final, Literal, Protocol, runtime_checkable
 
+from streamline_core._json import json_equal
 from streamline_core.run import RunPage, RunStatus, WorkflowRun
 
 __all__ = [
@@ -127,6 +128,7 @@ __all__ = [
     "clone_document",
     "workflow_matches",
     "matches_query",
+    "json_equal",
     "sort_key",
 ]
 
@@ -364,7 +366,7 @@ def matches_query(run: WorkflowRun, query: RunQuery) -> bool:
         if filt:
             data = getattr(run, field)
             for k, v in filt.items():
-                if k not in data or data[k] != v:
+                if k not in data or not json_equal(data[k], v):
                     return False
     if query.created_after is not None and run.created_at < query.created_after:
         return False

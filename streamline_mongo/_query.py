@@ -157,6 +157,16 @@ def ranks_before(base: Document, priority: Any, next_run_at: Any, run_id: str) -
     return {**base, "$and": [*base.get("$and", []), before]}
 
 
+def _typed_eq(value: Any) -> Document:
+    # MongoDB keeps true apart from 1 and mongomock does not: naming the BSON
+    # type gives both the server's answer.
+    if isinstance(value, bool):
+        return {"$eq": value, "$type": "bool"}
+    if isinstance(value, int | float):
+        return {"$eq": value, "$type": "number"}
+    return _eq(value)
+
+
 def _one_or_many(values: tuple[str, ...], what: str) -> Any:
     checked = [_string(v, what) for v in values]
     return _eq(checked[0]) if len(checked) == 1 else {"$in": checked}
@@ -190,7 +200,7 @@ def query_filter(query: RunQuery) -> Document:
         if items is not None and not isinstance(items, Mapping):
             raise ValidationError(f"{field} filter must be a mapping of key to value")
         for key, value in (items or {}).items():
-            clauses.append({f"{field}.{check_key(field, key)}": _eq(to_storage(value))})
+            clauses.append({f"{field}.{check_key(field, key)}": _typed_eq(to_storage(value))})
     created: Document = {}
     if query.created_after is not None:
         created["$gte"] = to_storage(query.created_after)

@@ -23,13 +23,9 @@ __all__ = ["where", "order_by", "after_cursor"]
 
 
 def _json_equal(field: str, key: str, value: Any, clauses: list[str], params: list[Any]) -> None:
-    accepted = [encode_value(value, "<query>")]
-    if isinstance(value, bool):
-        accepted.append("1" if value else "0")
-    elif type(value) in (int, float) and value in (0, 1):
-        accepted.append("true" if value == 1 else "false")
-    clauses.append(f"(doc->'{field}'->%s) = ANY(%s::jsonb[])")
-    params.extend((key, accepted))
+    # JSONB equality is JSON's: true is not 1, and 1 equals 1.0.
+    clauses.append(f"(doc->'{field}'->%s) = %s::jsonb")
+    params.extend((key, encode_value(value, "<query>")))
 
 
 def where(

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from streamline_core.run import RunStatus, decode_cursor
-from streamline_core.store import RunQuery, sort_key
+from streamline_core.store import RunQuery, json_equal, sort_key
 from streamline_sqlite._codec import micros
 
 __all__ = ["Where", "where", "order_by", "after_cursor", "dicts_match"]
@@ -60,8 +60,9 @@ def _narrowing(field: str, filt: Mapping[str, Any], clauses: list[str], params: 
     for key, value in filt.items():
         if not _PLAIN_KEY.fullmatch(key):
             continue
-        # bool is an int: json_extract yields 1/0 for true/false, matching
-        # Python's True == 1; an int or a str never equals anything SQL drops.
+        # json_extract yields 1/0 for true/false, so SQL only narrows and
+        # dicts_match keeps booleans apart from numbers; an int or a str never
+        # equals anything SQL drops.
         if isinstance(value, str) or (isinstance(value, int) and -_EXACT_INT < value < _EXACT_INT):
             clauses.append("json_extract(doc, ?) = ?")
             params.extend((f"$.{field}.{key}", value))
@@ -152,6 +153,6 @@ def dicts_match(meta: str | None, context: str | None, query: RunQuery) -> bool:
         if not isinstance(data, dict):
             return False
         for key, value in filt.items():
-            if key not in data or data[key] != value:
+            if key not in data or not json_equal(data[key], value):
                 return False
     return True

@@ -105,7 +105,7 @@ from streamline_core.run import (
     encode_cursor,
     run_from_document,
 )
-from streamline_core.store import RunQuery, WorkflowFilter, apply_patch, sort_key
+from streamline_core.store import RunQuery, WorkflowFilter, apply_patch, json_equal, sort_key
 from streamline_sqlite._codec import (
     COLUMNS,
     changed_columns,
@@ -694,7 +694,7 @@ def _dicts_match_run(run: WorkflowRun, query: RunQuery) -> bool:
     for data, filt in ((run.meta, query.meta), (run.context, query.context)):
         if filt:
             for key, value in filt.items():
-                if key not in data or data[key] != value:
+                if key not in data or not json_equal(data[key], value):
                     return False
     return True
 

@@ -161,3 +161,24 @@ async def test_delete_by_run_ids_takes_only_the_named_finished_runs(env: Env) ->
             await engine.runs.delete(status="done")
         with pytest.raises(ValidationError, match="updated_before or run_ids"):
             await engine.runs.delete(status="done", run_ids=[])
+
+
+async def test_filters_keep_booleans_apart_from_numbers(env: Env) -> None:
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "flags", steps={"ask": ask}, context=lambda input: {"flag": input["flag"]}
+        )
+        ids = {}
+        values = (("true", True), ("one", 1), ("float", 1.0), ("false", False), ("zero", 0))
+        for name, value in values:
+            ids[name] = (await wf.start({"flag": value}, meta={"flag": value})).id
+        await env.settle()
+        for field in ("meta", "context"):
+            for value, expected in (
+                (True, {"true"}),
+                (False, {"false"}),
+                (1, {"one", "float"}),
+                (0, {"zero"}),
+            ):
+                page = await engine.runs.find(**{field: {"flag": value}})  # type: ignore[arg-type]
+                assert {r.id for r in page.items} == {ids[n] for n in expected}, (field, value)
