@@ -173,6 +173,7 @@ def run(
     ] = True,
 ) -> None:
     """Run every Store contract clause and the state machine for HARNESS."""
+    _escape_what_the_terminal_cannot_print()
     # Logs of CI jobs are no terminal: keep rows readable instead of 80 columns wide.
     wide = sys.stdout.isatty() or "COLUMNS" in os.environ
     console = Console() if wide else Console(width=160)
@@ -204,6 +205,15 @@ def run(
     summary = ", ".join(f"{n} {o}" for o, n in counts.items() if n)
     console.print(f"{summary} in {time.perf_counter() - start:.1f}s")
     raise typer.Exit(1 if failed else 0)
+
+
+def _escape_what_the_terminal_cannot_print() -> None:
+    # A CI log or a C locale may not take UTF-8: a failure's details (hypothesis
+    # output, arrows) are printed with backslash escapes instead of crashing.
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if callable(reconfigure):
+            reconfigure(errors="backslashreplace")
 
 
 def main() -> None:

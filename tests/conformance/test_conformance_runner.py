@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -128,3 +129,20 @@ def test_results_group_by_the_capability_their_title_names() -> None:
     assert [r.name for r in groups["claim"]] == ["a", "c"]
     names = {capability for _, title in list_clauses() for capability in [title.split(":")[0]]}
     assert {"claim", "transition", "heartbeat", "documents", "delete"} <= names
+
+
+def test_a_terminal_that_takes_only_ascii_gets_escapes_not_a_crash() -> None:
+    spec = "tests.conformance.broken_stores:TransitionIgnoresRevisionHarness"
+    ran = subprocess.run(
+        [sys.executable, "-m", "streamline_testing.conformance", spec, "--clause", "transition"],
+        capture_output=True,
+        text=True,
+        encoding="ascii",
+        errors="strict",
+        timeout=120,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONIOENCODING": "ascii"},
+    )
+    assert ran.returncode == 1, ran.stdout + ran.stderr  # clauses failed; the runner did not
+    assert "UnicodeEncodeError" not in ran.stdout + ran.stderr
+    assert "failed in" in ran.stdout
