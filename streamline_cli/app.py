@@ -319,6 +319,50 @@ def delete_run(
     console.print(f"deleted {run_id}")
 
 
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def _age(text: str) -> float:
+    """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` (or plain seconds) -> seconds."""
+    value = text.strip().lower()
+    unit = _AGE_UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit is not None else value
+    try:
+        amount = float(number)
+    except ValueError:
+        fail(f"--older-than {text!r} is not an age like 30d, 12h, 90m or 45s", EXIT_USAGE)
+    if not amount >= 0 or amount == float("inf"):
+        fail(f"--older-than {text!r} must be a finite age >= 0", EXIT_USAGE)
+    return amount * (unit or 1)
+
+
+@runs_app.command("prune")
+def prune_runs(
+    status: Annotated[
+        list[str],
+        typer.Option("--status", help="done, failed and/or cancelled (repeat or comma-separate)."),
+    ],
+    older_than: Annotated[
+        str, typer.Option("--older-than", help="Age by end time: 30d, 12h, 90m, 45s.")
+    ],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")
+    ] = False,
+    store: StoreOption = None,
+) -> None:
+    """Delete finished runs older than an age (archive plugins see each batch first)."""
+    statuses = _statuses(status) or []
+    age = _age(older_than)
+
+    async def go(engine: Engine) -> int:
+        return await engine.runs.prune(status=statuses, older_than=age, dry_run=dry_run)
+
+    count = _with_engine(store, "read" if dry_run else "write", go)
+    verb = "would delete" if dry_run else "deleted"
+    plural = "s" if count != 1 else ""
+    console.print(f"{verb} {count} run{plural} ({', '.join(statuses)}, older than {older_than})")
+
+
 @runs_app.command("start")
 def start_run(
     workflow: Annotated[str, typer.Argument(metavar="WORKFLOW")],

@@ -32,6 +32,7 @@ from streamline_core.events import Event
 from streamline_core.hooks import GIVE_UP, hookimpl, hookspec
 from streamline_core.parallel import Settled, execute_parallel
 from streamline_core.recurrence import Recurrence
+from streamline_core.retention import Retention
 from streamline_core.run import RunPage, RunStatus, StepState, StepStatus, WorkflowRun
 from streamline_core.schedule_info import ScheduleInfo
 from streamline_core.store import Store
@@ -52,6 +53,7 @@ __all__ = [
     "Retry",
     "WorkflowRun",
     "StepState",
+    "Retention",
     "RunStatus",
     "StepStatus",
     "RunPage",

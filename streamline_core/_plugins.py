@@ -152,6 +152,10 @@ class PluginRelay:
         """``streamline_step_error``."""
         return await self._observe("streamline_step_error", run=run, step=step, error=error)
 
+    async def archive(self, runs: list[WorkflowRun]) -> list[BaseException]:
+        """``streamline_archive``: failures are returned (the caller keeps the batch)."""
+        return await self._observe("streamline_archive", runs=runs)
+
     def retry_delay(
         self,
         run: WorkflowRun,

@@ -39,6 +39,7 @@ from streamline_core._tracking import IOTracker, TrackedStore
 from streamline_core.clock import Clock, SystemClock
 from streamline_core.errors import InvalidStateError, ValidationError
 from streamline_core.events import EventHandler
+from streamline_core.retention import Retention
 from streamline_core.run import WorkflowRun
 from streamline_core.runs import Runs
 from streamline_core.schedules import Schedules
@@ -79,6 +80,8 @@ class Engine:
         max_heartbeat_failures: After this many heartbeats in a row fail (store
             unreachable), a running step is cancelled and ``ctx.signal`` set,
             even before the lease runs out.
+        retention: Delete finished runs older than a per-status age (a started
+            worker sweeps; see :class:`~streamline_core.retention.Retention`).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Engine:
         autostart: bool = False,
         load_entry_point_plugins: bool = True,
         max_heartbeat_failures: int = 3,
+        retention: Retention | None = None,
     ) -> None:
         lease_s = seconds(lease, "lease")
         if lease_s is None or lease_s <= 0:
@@ -110,6 +114,8 @@ class Engine:
             raise ValidationError("need 0 < min_poll_interval <= max_poll_interval")
         A.optional_text(tenant_id, "tenant_id")
         A.optional_text(worker_id, "worker_id")
+        if retention is not None and not isinstance(retention, Retention):
+            raise ValidationError("retention must be a Retention")
         if isinstance(store, os.PathLike):
             store = f"sqlite:///{os.fspath(store)}"  # a path is an SQLite database file
         self._owns_store = store is None or isinstance(store, str)
@@ -155,6 +161,7 @@ class Engine:
             max_recoveries=max_recoveries,
             max_heartbeat_failures=max_heartbeat_failures,
             tenant_id=tenant_id,
+            retention=retention,
         )
         self._rt = rt
         # Settings, read-only after construction (the parts read them from the runtime).

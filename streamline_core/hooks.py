@@ -29,6 +29,8 @@ Retry policy
     :func:`streamline_retry_delay`
 Scheduling
     :func:`streamline_poll_delay`, :func:`streamline_next_occurrence`
+Retention
+    :func:`streamline_archive`
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ __all__ = [
     "streamline_retry_delay",
     "streamline_poll_delay",
     "streamline_next_occurrence",
+    "streamline_archive",
 ]
 
 PROJECT: Final = "streamline"
@@ -195,4 +198,20 @@ def streamline_next_occurrence(schedule: Any, after: datetime) -> datetime | Non
     Returns:
         The next aware datetime strictly after ``after``, or ``None`` when this
         plugin does not know the schedule's shape (or it never fires again).
+    """
+
+
+@hookspec
+def streamline_archive(runs: list[WorkflowRun]) -> Any:
+    """Receive a batch of finished runs just before retention deletes them.
+
+    Called by a started worker's retention sweep (``Engine(retention=...)``)
+    and by ``engine.runs.prune`` / ``streamline runs prune``, once per batch
+    (up to ``Retention.batch_size`` runs). May be ``async``. Raising keeps the
+    whole batch: nothing is deleted, and the next sweep offers it again. With
+    several workers sweeping at once a batch may be offered twice, so write
+    archives idempotently (keyed by run id).
+
+    Args:
+        runs: The runs about to be deleted, oldest first.
     """

@@ -7,10 +7,11 @@ the typed ``RunQuery``; the client's reads run it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 import streamline_core._arguments as A
+from streamline_core._durations import seconds
 from streamline_core._json import Unstorable, to_json_value
 from streamline_core._runtime.client import Client
 from streamline_core.errors import ValidationError
@@ -253,3 +254,43 @@ class Runs:
             limit=None,
         )
         return await self._client.reads.delete(query)
+
+    async def prune(
+        self,
+        *,
+        status: RunStatus | str | Sequence[RunStatus | str],
+        older_than: float | timedelta,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete finished runs that ended more than ``older_than`` ago, archiving them first.
+
+        What a started worker with ``Engine(retention=...)`` does on its own,
+        now: batches go to the ``streamline_archive`` hook, then are deleted;
+        an archive plugin that raises keeps its batch (and stops the prune).
+        Scoped to this engine's tenant, if it has one.
+
+        Args:
+            status: ``done``, ``failed`` and/or ``cancelled``.
+            older_than: Age in seconds (or a ``timedelta``), by ``ended_at``.
+            dry_run: Only count what would be deleted.
+
+        Returns:
+            How many runs were deleted (or would be, with ``dry_run``).
+
+        Raises:
+            ValidationError: An active status, or a negative age.
+        """
+        statuses = _statuses(status)
+        listed = (statuses,) if isinstance(statuses, RunStatus) else tuple(statuses or ())
+        if not listed:
+            raise ValidationError("status must name at least one finished status to prune")
+        bad = [s.value for s in listed if s not in TERMINAL_STATUSES]
+        if bad:
+            raise ValidationError(f"only finished runs can be pruned, not {bad}")
+        age = seconds(older_than, "older_than")
+        if age is None or age < 0:
+            raise ValidationError(f"older_than must be a duration >= 0, got {older_than!r}")
+        total = 0
+        for s in listed:
+            total += await self._client.sweeper.prune(s, age, dry_run=dry_run)
+        return total

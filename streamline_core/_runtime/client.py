@@ -20,6 +20,7 @@ from streamline_core._runtime.heartbeats import Heartbeats
 from streamline_core._runtime.outcomes import Outcomes
 from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
+from streamline_core._runtime.sweeper import Sweeper
 
 __all__ = ["Client"]
 
@@ -36,6 +37,7 @@ class Client:
         delivery: Events to runs.
         dispatcher: Local execution (``execute``, claimed runs, drain).
         heartbeats: Lease renewal of the runs in flight.
+        sweeper: Retention deletes (``runs.prune``).
         autostart: Starts the engine's worker on the first ``start`` when it is
             configured to (a no-op otherwise).
         shutdown: The engine's shutdown.
@@ -48,6 +50,7 @@ class Client:
     delivery: Delivery
     dispatcher: Dispatcher
     heartbeats: Heartbeats
+    sweeper: Sweeper
     autostart: Callable[[], Awaitable[None]]
     shutdown: Callable[[], Awaitable[None]]
 
@@ -73,6 +76,7 @@ class Client:
             delivery=Delivery(rt, reads, control, dispatcher),
             dispatcher=dispatcher,
             heartbeats=heartbeats,
+            sweeper=Sweeper(rt),
             autostart=autostart,
             shutdown=shutdown,
         )

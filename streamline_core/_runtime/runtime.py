@@ -20,6 +20,7 @@ from streamline_core._runtime.registry import Registry
 from streamline_core._runtime.watchers import Watchers
 from streamline_core._tracking import IOTracker
 from streamline_core.clock import Clock
+from streamline_core.retention import Retention
 from streamline_core.run import WorkflowRun
 from streamline_core.stats import EngineStats
 from streamline_core.store import Store
@@ -58,6 +59,7 @@ class Runtime:
         max_recoveries: Takeovers after which a run is dead-lettered.
         max_heartbeat_failures: Failed renewals in a row that stop a step.
         tenant_id: The tenant every read and write is scoped to, if any.
+        retention: How long finished runs are kept (swept by started workers).
         inflight: Runs executing in this process, by id.
         worker: The started worker loop's signals (``None`` on a client engine).
         stopping: Set by shutdown: no new claims, local runs release at their next commit.
@@ -78,6 +80,7 @@ class Runtime:
     max_recoveries: int
     max_heartbeat_failures: int
     tenant_id: str | None
+    retention: Retention | None = None
     inflight: dict[str, RunState] = field(default_factory=dict)
     worker: WorkerSignals | None = None
     stopping: bool = False

@@ -21,6 +21,7 @@ from typing import Any
 
 from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.runtime import Runtime
+from streamline_core._runtime.sweeper import Sweeper
 from streamline_core.errors import DataCorruptionError, StoreError
 
 __all__ = ["Worker"]
@@ -48,6 +49,7 @@ class Worker:
         self._wake = asyncio.Event()
         self._timers: list[datetime] = []
         self._loop_task: asyncio.Task[None] | None = None
+        self._sweep_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._unsubscribe: Callable[[], None] | None = None
         self._listen: Callable[[float], Awaitable[bool]] | None = None
@@ -67,6 +69,10 @@ class Worker:
         listen = getattr(self._rt.io, "wait_for_work", None)
         self._listen = listen if callable(listen) and self._unsubscribe is None else None
         self._loop_task = asyncio.create_task(self._run(), name="streamline:worker")
+        if self._rt.retention is not None:
+            self._sweep_task = asyncio.create_task(
+                Sweeper(self._rt).run(), name="streamline:retention"
+            )
 
     async def stop(self) -> None:
         """Stop claiming (in-flight runs are the dispatcher's business)."""
@@ -74,7 +80,7 @@ class Worker:
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._wake.set()
-        for task in (self._loop_task,):
+        for task in (self._loop_task, self._sweep_task):
             if task is not None:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
@@ -84,7 +90,7 @@ class Worker:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        return [self._loop_task] if self._loop_task is not None else []
+        return [t for t in (self._loop_task, self._sweep_task) if t is not None]
 
     def gauges(self) -> dict[str, float]:
         """The loop's gauges for ``engine.stats()``: current poll delay (s) and idle polls."""

@@ -137,3 +137,73 @@ def test_delete_a_tenant_run(url: str) -> None:
     assert deleted.exit_code == 0, deleted.output
     assert status_of(url, runs["failed"]) is None
     assert status_of(url, runs["done"]) is not None
+
+
+def test_prune_counts_with_dry_run_then_deletes_only_old_finished_runs(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    ids = seed(url)
+    kept = runner.invoke(
+        app, ["runs", "prune", "--status", "done", "--older-than", "30d", "--store", url]
+    )
+    assert kept.exit_code == 0, kept.output
+    assert "deleted 0 runs" in kept.output
+    dry = runner.invoke(
+        app,
+        [
+            "runs",
+            "prune",
+            "--status",
+            "done,failed",
+            "--older-than",
+            "0s",
+            "--dry-run",
+            "--store",
+            url,
+        ],
+    )
+    assert dry.exit_code == 0, dry.output
+    assert "would delete 2 runs" in dry.output
+    gone = runner.invoke(
+        app,
+        [
+            "runs",
+            "prune",
+            "--status",
+            "done",
+            "--status",
+            "failed",
+            "--older-than",
+            "0",
+            "--store",
+            url,
+        ],
+    )
+    assert gone.exit_code == 0, gone.output
+    assert "deleted 2 runs" in gone.output
+
+    async def left() -> list[str]:
+        engine = Engine(url, load_entry_point_plugins=False)
+        try:
+            return [i for i in ids.values() if await engine.runs.get(i) is not None]
+        finally:
+            await engine.shutdown()
+
+    assert asyncio.run(left()) == [ids["waiting"]]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--status", "running", "--older-than", "1d"],
+        ["--status", "done", "--older-than", "soon"],
+        ["--status", "done", "--older-than", "-3d"],
+        ["--status", "bogus", "--older-than", "1d"],
+    ],
+)
+def test_prune_refuses_bad_input_in_one_line(tmp_path: Path, args: list[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    seed(url)
+    result = runner.invoke(app, ["runs", "prune", *args, "--store", url])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output

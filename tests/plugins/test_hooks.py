@@ -624,3 +624,24 @@ def test_plugins_given_in_code_are_asked_before_entry_point_plugins(
     install_entry_point(monkeypatch, "from-entry-point", Answer(1.0))
     engine = Engine(InMemoryStore(), plugins=[Answer(2.0)])
     assert engine.plugins.poll_delay({"max_poll_interval": 9.0}) == 2.0
+
+
+# --- retention ---------------------------------------------------------------------
+
+
+async def test_hook_streamline_archive(env: Env) -> None:
+    seen: list[list[str]] = []
+
+    class SyncArchive:
+        @hookimpl
+        def streamline_archive(self, runs: list[WorkflowRun]) -> None:
+            seen.append([r.workflow_id for r in runs])
+
+    async with env.engine(plugins=[SyncArchive()]) as engine:
+        wf = engine.workflow("archived", steps={"a": lambda ctx: 1})
+        ids = [(await wf.start()).id for _ in range(3)]
+        for run_id in ids:
+            await wf.wait_for(run_id, timeout=60)
+        await env.clock.advance(10)
+        assert await engine.runs.prune(status="done", older_than=5) == 3
+    assert seen == [["archived"] * 3]

@@ -18,6 +18,7 @@ CORE = {
     "StepStatus",
     "RunPage",
     "Event",
+    "Retention",
     "WaitResolution",
     "get_wait_resolution",
     "Settled",
