@@ -1,128 +1,54 @@
-"""A throwaway PostgreSQL cluster for the test run: ``initdb`` + ``pg_ctl`` on a private socket.
+"""The test run's PostgreSQL server: one throwaway cluster per process, started on first use.
 
-:func:`server_url` starts the cluster on first use (once per process) and
-returns a URL to a fresh database on it; :func:`stop` (also registered with
-``atexit``) stops the server and removes its directory. The cluster listens
-on a unix socket in its own temporary directory only (``listen_addresses``
-empty), so it never clashes with a server already on the machine. With
-``$STREAMLINE_TEST_POSTGRES_URL`` set, that server is used instead and
-nothing is started.
-
-As root, PostgreSQL refuses to run, so ``initdb`` and ``pg_ctl`` run as the
-``postgres`` user (``runuser``) in a directory owned by it. Durability is
-switched off (``fsync=off``): the tests check behaviour, not the disk.
+:func:`server_url` starts the cluster (``tests/postgres/cluster.py``) on
+first use and returns a URL to a fresh database on it; :func:`stop` (also
+registered with ``atexit``) stops the server and removes its directory.
+With ``$STREAMLINE_TEST_POSTGRES_URL`` set, that server is used instead and
+nothing is started. Durability is switched off (``fsync``,
+``synchronous_commit`` and ``full_page_writes``: see
+:data:`~tests.postgres.cluster.FAST_TEST_SETTINGS`): the tests check
+behaviour, not the disk. :func:`own_cluster` gives the cluster itself to a
+fault test that stops and starts the server.
 """
 
 from __future__ import annotations
 
 import atexit
-import glob
 import os
-import shutil
-import socket
 import subprocess
-import tempfile
 import threading
-from pathlib import Path
 
-__all__ = ["ENV", "server_url", "stop", "drop_table", "PostgresUnavailable"]
+from tests.postgres.cluster import FAST_TEST_SETTINGS, Cluster, PostgresUnavailable
+
+__all__ = ["ENV", "server_url", "stop", "drop_table", "own_cluster", "PostgresUnavailable"]
 
 ENV = "STREAMLINE_TEST_POSTGRES_URL"
 _DATABASE = "streamline_test"
-
-
-class PostgresUnavailable(RuntimeError):
-    """The test server could not be started (the message says why and what to do)."""
-
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 
 
-def _binaries() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    if found:
-        return Path(found[0]).parent
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(initdb).parent
-    raise PostgresUnavailable(
-        "no PostgreSQL server binaries (initdb) found: install them "
-        "(apt-get install -y postgresql) or set $STREAMLINE_TEST_POSTGRES_URL"
-    )
-
-
-def _free_port() -> int:
-    # Only names the socket file (there is no TCP listener), but a port no
-    # one uses keeps the name unique in anybody's eyes.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _as_postgres(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    return ["runuser", "-u", "postgres", "--", *argv]
-
-
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(_as_postgres(argv), capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise PostgresUnavailable(
-            f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
-        )
-
-
-def _start() -> str:
-    bin_dir = _binaries()
-    root = Path(tempfile.mkdtemp(prefix="streamline-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", _free_port()
-    _state["root"], _state["data"], _state["bin"] = root, data, bin_dir
-    _run(
-        [
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--no-sync",
-        ],
-        "initdb",
-    )
-    options = (
-        f"-k {root} -p {port} -c listen_addresses='' -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
-    _run(
-        [
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(root / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        "pg_ctl start (see its server.log)",
-    )
-    _state["running"] = True
-    _run(
-        [str(bin_dir / "createdb"), "-h", str(root), "-p", str(port), "-U", "postgres", _DATABASE],
-        "createdb",
-    )
-    return f"postgresql://postgres@/{_DATABASE}?host={root}&port={port}"
+def _cluster() -> Cluster:
+    with _lock:
+        cluster = _state.get("cluster")
+        if isinstance(cluster, Cluster):
+            if not cluster.running:  # a fault test stopped it and failed before restarting it
+                cluster.start_server()
+            return cluster
+        failed = _state.get("failed")
+        if isinstance(failed, str):
+            raise PostgresUnavailable(failed)
+        cluster = Cluster(FAST_TEST_SETTINGS)
+        try:
+            cluster.create()
+            _state["url"] = cluster.createdb(_DATABASE)
+        except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
+            _state["failed"] = f"cannot start the test PostgreSQL server: {exc}"
+            cluster.remove()
+            raise PostgresUnavailable(str(_state["failed"])) from None
+        _state["cluster"] = cluster
+        return cluster
 
 
 def server_url() -> str:
@@ -135,35 +61,26 @@ def server_url() -> str:
     given = os.environ.get(ENV)
     if given:
         return given
-    with _lock:
-        url = _state.get("url")
-        if isinstance(url, str):
-            return url
-        failed = _state.get("failed")
-        if isinstance(failed, str):
-            raise PostgresUnavailable(failed)
-        try:
-            url = _start()
-        except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
-            _state["failed"] = f"cannot start the test PostgreSQL server: {exc}"
-            stop()
-            raise PostgresUnavailable(str(_state["failed"])) from None
-        _state["url"] = url
-        return url
+    _cluster()
+    url = _state["url"]
+    assert isinstance(url, str)
+    return url
+
+
+def own_cluster() -> Cluster | None:
+    """The cluster this process started (``None`` when ``$STREAMLINE_TEST_POSTGRES_URL`` is set).
+
+    A test may stop and start its server (``stop_server``/``start_server``)
+    if it leaves it running.
+    """
+    return None if os.environ.get(ENV) else _cluster()
 
 
 def stop() -> None:
     """Stop the throwaway cluster (if this process started one) and delete it."""
-    root, data, bin_dir = _state.get("root"), _state.get("data"), _state.get("bin")
-    if _state.pop("running", False) and isinstance(bin_dir, Path) and isinstance(data, Path):
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
-    if isinstance(root, Path):
-        shutil.rmtree(root, ignore_errors=True)
-    _state.pop("root", None)
+    cluster = _state.pop("cluster", None)
+    if isinstance(cluster, Cluster):
+        cluster.remove()
     _state.pop("url", None)
 
 
