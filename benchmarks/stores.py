@@ -148,4 +148,5 @@ def postgres_factory() -> Callable[[], Store]:
     from streamline_postgres import PostgresStore
 
     url = os.environ["STREAMLINE_BENCH_POSTGRES_URL"]
-    return lambda: PostgresStore(url, table=f"bench_{uuid.uuid4().hex[:12]}")
+    size = int(os.environ.get("STREAMLINE_BENCH_POSTGRES_POOL", "10"))  # the store's default
+    return lambda: PostgresStore(url, table=f"bench_{uuid.uuid4().hex[:12]}", max_size=size)

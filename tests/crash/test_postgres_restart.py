@@ -29,7 +29,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -40,10 +39,10 @@ from typing import Any
 import psycopg
 
 from streamline_core import Engine, RunStatus, StepContext
+from tests.crash.test_postgres_processes import spawn
 from tests.postgres.cluster import FAST_TEST_SETTINGS, Cluster
 from tests.postgres.server import own_cluster
 
-ROOT = Path(__file__).resolve().parents[2]
 RUNS = 120
 STEPS = ("one", "two", "three")
 
@@ -89,7 +88,7 @@ class Monitor(threading.Thread):
                         for run_id, revision, steps in conn.execute(sql).fetchall():
                             self._saw(run_id, int(revision), steps)
                         self.reads += 1
-                        time.sleep(0.005)
+                        time.sleep(0.01)
             except psycopg.Error:
                 self.failures += 1
                 time.sleep(0.05)
@@ -102,20 +101,6 @@ class Monitor(threading.Thread):
         for i, step in enumerate(steps):
             if step.get("status") == "done":
                 self.outputs.setdefault((run_id, i), set()).add(step["output"])
-
-
-def _spawn(url: str, log: Path, n: int) -> list[subprocess.Popen[str]]:
-    """``n`` workers (lease 2 s, 2 runs at a time each), started side by side."""
-    argv = [sys.executable, "-m", "tests.crash.worker_app", url, str(log), "2.0", "2"]
-    procs = [
-        subprocess.Popen(
-            argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
-        for _ in range(n)
-    ]
-    for proc in procs:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    return procs
 
 
 def _ended(log: Path) -> int:
@@ -151,7 +136,7 @@ def test_runs_survive_server_crashes_and_restarts_and_nothing_commits_twice(
     table = f"restart_{uuid.uuid4().hex[:12]}"
     base = _database(cluster)
     url, log = f"{base}&table={table}", tmp_path / "exec.log"
-    workers = _spawn(url, log, 3)
+    workers = spawn(url, log, lease=2.0, slots=2, n=3)
     monitor = Monitor(base, table)
     monitor.start()
     outages = []
