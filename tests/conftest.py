@@ -128,11 +128,21 @@ def env(store_kind: str, tmp_path: Path) -> Env:
     return Env(store_kind, tmp_path)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controlling process: the session's processes share one PostgreSQL cluster."""
+    if not hasattr(config, "workerinput"):
+        from tests.postgres.server import share_cluster
+
+        share_cluster()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stop the throwaway PostgreSQL server, if this run started one."""
-    from tests.postgres.server import stop
+    """Stop the throwaway PostgreSQL server once the whole session is done."""
+    from tests.postgres.server import stop, stop_shared
 
     stop()
+    if not hasattr(session.config, "workerinput"):
+        stop_shared()
 
 
 @pytest.hookimpl(tryfirst=True)

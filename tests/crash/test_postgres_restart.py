@@ -21,6 +21,9 @@ A monitor thread reads every run while this happens. What must hold:
 The test database has ``synchronous_commit = on`` (the rest of the test
 cluster runs with it off, which a server crash punishes by losing the last
 acknowledged commits; ``fsync = off`` is harmless here: the OS keeps the pages).
+The test restarts the test cluster when this process alone uses it, and
+starts a private one otherwise (under pytest-xdist the session's workers
+share one cluster, and a restart would hit their tests).
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def test_runs_survive_server_crashes_and_restarts_and_nothing_commits_twice(
     shared = own_cluster()
     cluster = shared or Cluster(FAST_TEST_SETTINGS, prefix="streamline-pg-restart-")
     if shared is None:
-        cluster.create()  # $STREAMLINE_TEST_POSTGRES_URL's server is not ours to restart
+        cluster.create()  # others use the session's server (or it is not ours): a private one
     table = f"restart_{uuid.uuid4().hex[:12]}"
     base = _database(cluster)
     url, log = f"{base}&table={table}", tmp_path / "exec.log"
@@ -154,6 +157,8 @@ def test_runs_survive_server_crashes_and_restarts_and_nothing_commits_twice(
             outages.append((mode, wall, up - down, time.monotonic() - up))
         _wait_for(lambda: _all_done(base, table), 90, "not every run finished")
         finished = time.monotonic()
+        with psycopg.connect(base, autocommit=True) as conn:
+            docs = dict(conn.execute(f"SELECT id, doc FROM {table}".encode()).fetchall())
     finally:
         if not cluster.running:
             cluster.start_server()
@@ -169,8 +174,6 @@ def test_runs_survive_server_crashes_and_restarts_and_nothing_commits_twice(
         monitor.join(timeout=10)
         if shared is None:
             cluster.remove()
-    with psycopg.connect(base, autocommit=True) as conn:
-        docs = dict(conn.execute(f"SELECT id, doc FROM {table}".encode()).fetchall())
     runs = [docs[i] for i in ids]
     assert [r["status"] for r in runs] == [RunStatus.DONE.value] * RUNS
     assert monitor.regressions == []

@@ -103,6 +103,14 @@ class Cluster:
         self.running = False
         self._bin: Path | None = None
 
+    @classmethod
+    def attach(cls, root: str, port: int) -> Cluster:
+        """The running cluster another process created in ``root`` (this one must not stop it)."""
+        cluster = cls()
+        cluster._bin = binaries()
+        cluster.root, cluster.port, cluster.running = Path(root), port, True
+        return cluster
+
     @property
     def data(self) -> Path:
         assert self.root is not None, "the cluster was never created"

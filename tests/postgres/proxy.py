@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import struct
 import tempfile
 from pathlib import Path
@@ -68,6 +69,7 @@ class CutProxy:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        shutil.rmtree(self.dir, ignore_errors=True)
 
     def arm(self, marker: str, *, go_down: bool = False) -> None:
         """Lose the answer of the next statement carrying ``marker`` (once)."""

@@ -1,4 +1,10 @@
-"""The test run's PostgreSQL server: one throwaway cluster per process, started on first use.
+"""The test run's PostgreSQL server: one throwaway cluster per session, started on first use.
+
+Under pytest the session's processes (the xdist workers) share one cluster:
+``tests/conftest.py`` calls :func:`share_cluster` in the controlling
+process, the first worker to need the server creates it (the others wait on
+a file lock, then attach), and :func:`stop_shared` removes it once the
+session is over. Elsewhere (a script, the benchmarks) a process starts its own.
 
 :func:`server_url` starts the cluster (``tests/postgres/cluster.py``) on
 first use and returns a URL to a fresh database on it; :func:`stop` (also
@@ -19,10 +25,15 @@ takes a table with :func:`fresh_table` and gives it back with
 from __future__ import annotations
 
 import atexit
+import fcntl
+import json
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
 import uuid
+from pathlib import Path
 
 from tests.postgres.cluster import FAST_TEST_SETTINGS, Cluster, PostgresUnavailable
 
@@ -33,16 +44,42 @@ __all__ = [
     "own_cluster",
     "recycle_table",
     "server_url",
+    "share_cluster",
     "stop",
+    "stop_shared",
     "fresh_table",
 ]
 
 ENV = "STREAMLINE_TEST_POSTGRES_URL"
+SHARED = "STREAMLINE_TEST_POSTGRES_SESSION"  # a directory: the session's one cluster
 _DATABASE = "streamline_test"
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
 _free_tables: list[str] = []  # emptied tables of earlier tests, migrated and ready
+
+
+def _create() -> tuple[Cluster, str]:
+    cluster = Cluster(FAST_TEST_SETTINGS)
+    try:
+        cluster.create()
+        return cluster, cluster.createdb(_DATABASE)
+    except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
+        cluster.remove()
+        raise PostgresUnavailable(f"cannot start the test PostgreSQL server: {exc}") from None
+
+
+def _shared(directory: str) -> tuple[Cluster, str]:
+    """The one cluster of a test session, created by the first process of the session to ask."""
+    with open(Path(directory) / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first one's initdb
+        info = Path(directory) / "cluster.json"
+        if info.exists():
+            found = json.loads(info.read_text())
+            return Cluster.attach(found["root"], found["port"]), found["url"]
+        cluster, url = _create()
+        info.write_text(json.dumps({"root": str(cluster.root), "port": cluster.port, "url": url}))
+        return Cluster.attach(str(cluster.root), cluster.port), url
 
 
 def _cluster() -> Cluster:
@@ -55,15 +92,14 @@ def _cluster() -> Cluster:
         failed = _state.get("failed")
         if isinstance(failed, str):
             raise PostgresUnavailable(failed)
-        cluster = Cluster(FAST_TEST_SETTINGS)
+        shared = os.environ.get(SHARED)
         try:
-            cluster.create()
-            _state["url"] = cluster.createdb(_DATABASE)
-        except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
-            _state["failed"] = f"cannot start the test PostgreSQL server: {exc}"
-            cluster.remove()
-            raise PostgresUnavailable(str(_state["failed"])) from None
-        _state["cluster"] = cluster
+            cluster, url = _shared(shared) if shared else _create()
+        except PostgresUnavailable as exc:
+            _state["failed"] = str(exc)
+            raise
+        _state["cluster"], _state["url"] = cluster, url
+        _state["owned"] = not shared
         return cluster
 
 
@@ -84,12 +120,38 @@ def server_url() -> str:
 
 
 def own_cluster() -> Cluster | None:
-    """The cluster this process started (``None`` when ``$STREAMLINE_TEST_POSTGRES_URL`` is set).
+    """The test cluster, if this process alone uses it; else ``None``.
 
-    A test may stop and start its server (``stop_server``/``start_server``)
-    if it leaves it running.
+    ``None`` when ``$STREAMLINE_TEST_POSTGRES_URL`` is set, or under
+    pytest-xdist (the session's workers share one cluster). A test may stop
+    and start the cluster it is given (``stop_server``/``start_server``) if
+    it leaves it running.
     """
-    return None if os.environ.get(ENV) else _cluster()
+    if os.environ.get(ENV) or os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return _cluster()
+
+
+def share_cluster() -> None:
+    """Make the processes of this test session (xdist workers) share one cluster.
+
+    Called in the controlling process before the workers start;
+    :func:`stop_shared` in it stops the cluster after they are done.
+    """
+    if not os.environ.get(ENV) and not os.environ.get(SHARED):
+        os.environ[SHARED] = tempfile.mkdtemp(prefix="streamline-pg-session-")
+
+
+def stop_shared() -> None:
+    """Stop and delete the session's shared cluster (in the process that called share_cluster)."""
+    directory = os.environ.pop(SHARED, None)
+    if not directory:
+        return
+    info = Path(directory) / "cluster.json"
+    if info.exists():
+        found = json.loads(info.read_text())
+        Cluster.attach(found["root"], found["port"]).remove()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def stop() -> None:
@@ -112,8 +174,8 @@ def stop() -> None:
             pass
     _free_tables.clear()
     cluster = _state.pop("cluster", None)
-    if isinstance(cluster, Cluster):
-        cluster.remove()
+    if isinstance(cluster, Cluster) and _state.pop("owned", False):
+        cluster.remove()  # a shared one is stop_shared's
     _state.pop("url", None)
 
 
