@@ -211,13 +211,18 @@ def _postgres(
 ) -> dict[str, Any]:
     from benchmarks import postgres
 
+    if quick and not url:  # the smoke test: the test session's server, if there is one
+        from tests.postgres.server import server_url
+
+        url = server_url()
     pg_sizes: dict[str, Any] = {
         # Smaller than SQLite's: every commit waits for its WAL flush (fsync=on).
         "seq_runs": max(sizes.seq_runs // 4, 3),
         "in_flight_runs": max(sizes.sqlite_in_flight_runs * 3 // 5, 20),
         "pickup_runs": 4 if quick else 20,
         "pickup_gap": (0.05, 0.2) if quick else (0.2, 1.5),
-        "drain_runs": 20 if quick else 400,
+        "pickup_tail": 1.0 if quick else 1.5,
+        "drain_runs": 10 if quick else 400,
     }
     return postgres.section(sizes.reps, dbos_python, url, pg_sizes)
 

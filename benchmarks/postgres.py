@@ -100,7 +100,7 @@ async def server_durability(store: Any) -> dict[str, Any]:
 
 
 def pickup(
-    server: Server, n: int, seed: int, gap: tuple[float, float], notify: bool
+    server: Server, n: int, seed: int, gap: tuple[float, float], notify: bool, tail: float = 1.5
 ) -> dict[str, float]:
     """p50/p90/max pickup latency (ms) over ``n`` runs, with NOTIFY or polling only."""
     import asyncio
@@ -129,7 +129,7 @@ def pickup(
                 await asyncio.sleep(rng.uniform(*gap))  # the worker idles at random depths
                 run = await wf.start()
                 started[run.id] = time.time()
-            await asyncio.sleep(1.5)
+            await asyncio.sleep(tail)  # the last pickup lands
             await engine.shutdown()
 
         asyncio.run(client())
@@ -231,7 +231,14 @@ def section(
             for rep in range(reps):
                 progress(f"postgres pickup ({label}), repetition {rep + 1}/{reps}")
                 samples.append(
-                    pickup(server, sizes["pickup_runs"], rep, sizes["pickup_gap"], notify)
+                    pickup(
+                        server,
+                        sizes["pickup_runs"],
+                        rep,
+                        sizes["pickup_gap"],
+                        notify,
+                        sizes["pickup_tail"],
+                    )
                 )
             out["pickup"][label] = {
                 "runs": samples[0]["runs"],
