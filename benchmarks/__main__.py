@@ -1,9 +1,11 @@
-"""``python -m benchmarks [--quick] [--no-dbos] [--only NAME ...] [--reps N] [--json PATH]``.
+"""``python -m benchmarks [--quick] [--no-dbos] [--only NAME ...] [--reps N] [--json PATH]
+[--postgres-url URL]``.
 
 Runs every scenario, prints a markdown table on stdout (progress on stderr)
 and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
-latency, pickup, claims, memory. ``--quick`` runs each at a tiny size,
+latency, pickup, claims, memory, postgres (on a throwaway cluster it
+starts, or ``--postgres-url``; see benchmarks/postgres.py). ``--quick`` runs each at a tiny size,
 without DBOS and without strace (the smoke test uses it). See
 docs/performance.md for what each figure means.
 """
@@ -28,7 +30,17 @@ from benchmarks.compare import Scenario
 from benchmarks.figures import Figure, progress
 from benchmarks.workload import STEPS
 
-SECTIONS = ("disk", "throughput", "writes", "syscalls", "latency", "pickup", "claims", "memory")
+SECTIONS = (
+    "disk",
+    "throughput",
+    "writes",
+    "syscalls",
+    "latency",
+    "pickup",
+    "claims",
+    "memory",
+    "postgres",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,6 +85,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--reps", type=int, help="repetitions per figure (default 3; 1 with --quick)"
     )
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results.json"), help="output")
+    parser.add_argument(
+        "--postgres-url", help="PostgreSQL server for the postgres section (default: start one)"
+    )
     args = parser.parse_args(argv)
     chosen = [s for item in args.only or [] for s in item.split(",") if s]
     unknown = sorted(set(chosen) - set(SECTIONS))
@@ -191,6 +206,27 @@ def _sections(
     }
 
 
+def _postgres(
+    sizes: Sizes, dbos_python: Path | None, url: str | None, quick: bool
+) -> dict[str, Any]:
+    from benchmarks import postgres
+
+    if quick and not url:  # the smoke test: the test session's server, if there is one
+        from tests.postgres.server import server_url
+
+        url = server_url()
+    pg_sizes: dict[str, Any] = {
+        # Smaller than SQLite's: every commit waits for its WAL flush (fsync=on).
+        "seq_runs": max(sizes.seq_runs // 4, 3),
+        "in_flight_runs": max(sizes.sqlite_in_flight_runs * 3 // 5, 20),
+        "pickup_runs": 4 if quick else 20,
+        "pickup_gap": (0.05, 0.2) if quick else (0.2, 1.5),
+        "pickup_tail": 1.0 if quick else 1.5,
+        "drain_runs": 10 if quick else 400,
+    }
+    return postgres.section(sizes.reps, dbos_python, url, pg_sizes)
+
+
 def _json_default(value: object) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
@@ -205,10 +241,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         sizes = dataclasses.replace(sizes, reps=max(args.reps, 1))
     notes: list[str] = []
     dbos_python = _dbos_python(args, notes) if "throughput" in args.sections else None
-    if dbos_python is None and "syscalls" in args.sections and not (args.quick or args.no_dbos):
+    wants_dbos = {"syscalls", "postgres"} & set(args.sections)
+    if dbos_python is None and wants_dbos and not (args.quick or args.no_dbos):
         dbos_python = _dbos_python(args, notes)
     results: dict[str, Any] = {"meta": _meta(sizes)}
     jobs = _sections(sizes, dbos_python, args.quick, notes)
+    jobs["postgres"] = lambda: _postgres(sizes, dbos_python, args.postgres_url, args.quick)
     for section in args.sections:
         names = [section, "wal"] if section == "writes" else [section]
         for name in names:

@@ -1,10 +1,12 @@
 """DBOS Transact on the standard workload; run by the DBOS venv's python, never imported.
 
-``python dbos_workload.py RUNS IN_FLIGHT`` (in an empty working directory)
-runs a ``@DBOS.workflow()`` of 10 ``@DBOS.step()`` no-ops ``RUNS`` times,
-sequentially (``IN_FLIGHT`` 1) or with ``IN_FLIGHT`` threads, and prints one
-JSON object. DBOS gets its defaults: no ``system_database_url``, so its
-system database is ``sqlite:///bench.sqlite`` in the working directory.
+``python dbos_workload.py RUNS IN_FLIGHT [SYSTEM_DATABASE_URL]`` (in an empty
+working directory) runs a ``@DBOS.workflow()`` of 10 ``@DBOS.step()`` no-ops
+``RUNS`` times, sequentially (``IN_FLIGHT`` 1) or with ``IN_FLIGHT`` threads,
+and prints one JSON object. DBOS gets its defaults: without a
+``system_database_url`` its system database is ``sqlite:///bench.sqlite`` in
+the working directory; with one (``postgresql://...``) it is that database,
+which DBOS creates and migrates itself.
 
 Synchronous workflows called directly (threads for concurrency) are DBOS's
 primary API and measured faster here than ``async def`` workflows under
@@ -41,7 +43,12 @@ def _on_statement(*args: Any) -> None:
     counts["statements"] += 1
 
 
-DBOS(config={"name": "bench"})
+SYSTEM_DATABASE_URL = sys.argv[3] if len(sys.argv) > 3 else None
+DBOS(
+    config={"name": "bench", "system_database_url": SYSTEM_DATABASE_URL}
+    if SYSTEM_DATABASE_URL
+    else {"name": "bench"}
+)
 
 
 @DBOS.step()
@@ -70,6 +77,14 @@ def _durability() -> dict[str, Any]:
     from dbos import _dbos
 
     engine = _dbos._dbos_global_instance._sys_db.engine  # type: ignore[union-attr]
+    if engine.url.get_backend_name() == "postgresql":
+        with engine.connect() as conn:
+            return {
+                "synchronous_commit": conn.exec_driver_sql("SHOW synchronous_commit").scalar(),
+                "fsync": conn.exec_driver_sql("SHOW fsync").scalar(),
+                "dbos_version": version("dbos"),
+                "system_database": "postgresql",
+            }
     with engine.connect() as conn:
         journal = conn.exec_driver_sql("PRAGMA journal_mode").scalar()
         level = conn.exec_driver_sql("PRAGMA synchronous").scalar()

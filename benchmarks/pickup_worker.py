@@ -1,4 +1,8 @@
-"""Worker for the pickup-latency benchmark: records when each run's first step starts."""
+"""Worker for the pickup-latency benchmark: records when each run's first step starts.
+
+``STORE OUT [notify|poll]``: with ``poll`` the store's ``wait_for_work`` is
+hidden from the engine, so an idle worker finds new runs by polling only.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,15 @@ import time
 from streamline_core import Engine, StepContext
 
 
-async def main(store: str, out: str) -> None:
-    engine = Engine(store, load_entry_point_plugins=False)
+async def main(store: str, out: str, mode: str = "notify") -> None:
+    if mode == "poll":
+        from streamline_core._store_url import store_from_url
+
+        built = store_from_url(store)
+        built.wait_for_work = None  # type: ignore[attr-defined]  # polling only
+        engine = Engine(built, load_entry_point_plugins=False)
+    else:
+        engine = Engine(store, load_entry_point_plugins=False)
 
     async def first(ctx: StepContext) -> None:
         fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -28,4 +39,4 @@ async def main(store: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(*sys.argv[1:4]))

@@ -236,8 +236,54 @@ def _kib(fig: Figure) -> Figure:
     return Figure.of(v / 1024 for v in fig.samples)
 
 
+def _postgres(pg: dict[str, Any]) -> list[str]:
+    server = pg["server"]
+    out = [
+        "",
+        f"### PostgreSQL {server['server_version']} (fsync={server['fsync']}, "
+        f"synchronous_commit={server['synchronous_commit']}, "
+        f"full_page_writes={server['full_page_writes']}; a local unix socket)",
+        "",
+        "| scenario | Streamline steps/s | CPU µs/step | writes/step | DBOS steps/s "
+        "| DBOS CPU µs/step | ours ÷ DBOS |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in pg["throughput"]:
+        ours, theirs = row["ours"], row.get("dbos", {})
+        out.append(
+            f"| {row['scenario']} | {_f(ours['steps_per_s'])} | {_f(ours['cpu_us_per_step'])} "
+            f"| {_f(ours['writes_per_step'], '.2f')} | {_f(theirs.get('steps_per_s'))} "
+            f"| {_f(theirs.get('cpu_us_per_step'))} | {_f(row.get('ratio'), '.1f', '×')} |"
+        )
+    out += ["", "| cross-process pickup (ms) | p50 | p90 | max |", "|---|---|---|---|"]
+    for label, row in pg["pickup"].items():
+        what = "LISTEN/NOTIFY" if label == "notify" else "polling only (50 ms doubling to 1 s)"
+        out.append(
+            f"| {what}, {row['runs']} runs | {_f(row['p50_ms'], '.1f')} "
+            f"| {_f(row['p90_ms'], '.1f')} | {_f(row['max_ms'], '.1f')} |"
+        )
+    workers = pg["workers"]
+    one, four = workers["1"], workers["4"]
+    out += [
+        "",
+        f"| worker processes draining {workers['runs']} queued runs | steps/s |",
+        "|---|---|",
+        f"| 1 worker (50 in flight) | {_f(one)} |",
+        f"| 4 workers (50 in flight each) | {_f(four)} ({four.median / one.median:.2f}× one) |",
+    ]
+    return out
+
+
 def _targets(res: dict[str, Any]) -> list[str]:
     rows: list[tuple[str, str, str, bool | None]] = []
+    pg = res.get("postgres")
+    if pg:
+        for row in pg["throughput"]:
+            if "ratio" in row and row["in_flight"] > 1:
+                got = row["ratio"].median
+                rows.append((f"{row['scenario']} vs DBOS", "≥ 10×", f"{got:.1f}×", got >= 10))
+        got = pg["pickup"]["notify"]["p50_ms"].median
+        rows.append(("PostgreSQL pickup p50, NOTIFY", "≤ 20 ms", f"{got:.1f} ms", got <= 20))
     for row in res.get("throughput", []):
         if "ratio" in row:
             goal = 12 if row["in_flight"] <= 1 else 25
@@ -305,6 +351,8 @@ def render(res: dict[str, Any]) -> str:
         lines += _claims(res["claims"])
     if res.get("memory"):
         lines += _memory(res["memory"])
+    if res.get("postgres"):
+        lines += _postgres(res["postgres"])
     lines += _targets(res)
     if res.get("notes"):
         lines += ["", *(f"Note: {n}" for n in res["notes"])]

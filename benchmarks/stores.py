@@ -139,3 +139,14 @@ def mongo_factory() -> Callable[[], Store]:
         return MongoStore(db)  # type: ignore[arg-type]
 
     return make
+
+
+def postgres_factory() -> Callable[[], Store]:
+    """A factory of PostgreSQL stores, each on a new table of ``$STREAMLINE_BENCH_POSTGRES_URL``."""
+    import uuid
+
+    from streamline_postgres import PostgresStore
+
+    url = os.environ["STREAMLINE_BENCH_POSTGRES_URL"]
+    size = int(os.environ.get("STREAMLINE_BENCH_POSTGRES_POOL", "10"))  # the store's default
+    return lambda: PostgresStore(url, table=f"bench_{uuid.uuid4().hex[:12]}", max_size=size)

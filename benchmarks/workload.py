@@ -3,7 +3,9 @@
 ``python -m benchmarks.workload STORE RUNS IN_FLIGHT`` measures one repetition
 in a fresh process and prints one JSON object (the harness runs it alternately
 with DBOS's equivalent, ``benchmarks/dbos_workload.py``). ``STORE`` is
-``memory``, ``sqlite`` (``synchronous=FULL``) or ``mongo`` (mongomock-motor).
+``memory``, ``sqlite`` (``synchronous=FULL``), ``mongo`` (mongomock-motor) or
+``postgres`` (a new table on the server of ``$STREAMLINE_BENCH_POSTGRES_URL``,
+which ``python -m benchmarks`` starts: see ``benchmarks/postgres.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +23,13 @@ from typing import Any
 
 from benchmarks.completion import run_endings
 from benchmarks.figures import SYNCHRONOUS_NAMES, Figure
-from benchmarks.stores import CountingStore, memory, mongo_factory, sqlite_factory
+from benchmarks.stores import (
+    CountingStore,
+    memory,
+    mongo_factory,
+    postgres_factory,
+    sqlite_factory,
+)
 from streamline_core import Engine, StepContext
 from streamline_core.store import Store
 
@@ -85,7 +93,12 @@ async def _measure(make_store: Callable[[], Store], runs: int, in_flight: int) -
 
 
 async def _durability(store: Any) -> dict[str, Any]:
-    """journal_mode and synchronous as the SQLite store's own write connection has them."""
+    """journal_mode and synchronous as the SQLite store's own write connection has them
+    (PostgreSQL: the server's synchronous_commit and fsync)."""
+    if hasattr(store, "channel"):  # PostgresStore
+        from benchmarks.postgres import server_durability
+
+        return await server_durability(store)
     path = getattr(store, "path", None)
     if not isinstance(path, str):
         return {}
@@ -105,12 +118,13 @@ async def _durability(store: Any) -> dict[str, Any]:
 
 
 def measure_once(kind: str, runs: int, in_flight: int) -> dict[str, Any]:
-    """One repetition on a fresh store of ``kind`` (``memory``, ``sqlite``, ``mongo``)."""
+    """One repetition on a fresh store of ``kind`` (memory, sqlite, mongo, postgres)."""
     with tempfile.TemporaryDirectory(prefix="streamline-bench-") as tmp:
         factories: dict[str, Callable[[], Callable[[], Store]]] = {
             "memory": lambda: memory,
             "sqlite": lambda: sqlite_factory(tmp),
             "mongo": mongo_factory,
+            "postgres": postgres_factory,
         }
         return asyncio.run(_measure(factories[kind](), runs, in_flight))
 

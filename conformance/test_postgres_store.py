@@ -2,14 +2,12 @@
 
 The server is the test run's own throwaway cluster (``tests/postgres/server.py``)
 or the one ``$STREAMLINE_TEST_POSTGRES_URL`` names. Each store gets a table
-of its own (dropped afterwards), so stores share nothing; the second handle
+of its own (emptied and recycled afterwards), so stores share nothing; the second handle
 is another ``PostgresStore`` with its own connection pool on the same table,
 so every race crosses real connections and real row locks.
 """
 
 from __future__ import annotations
-
-import uuid
 
 import psycopg
 
@@ -22,7 +20,7 @@ from streamline_testing.conformance import (
     StoreHarness,
     StoreStateMachine,
 )
-from tests.postgres.server import drop_table, server_url
+from tests.postgres.server import fresh_table, recycle_table, server_url
 
 
 class PostgresStoreHarness(StoreHarness):
@@ -31,7 +29,7 @@ class PostgresStoreHarness(StoreHarness):
     capabilities = Capabilities(second_handle=True, corrupt_documents=True)
 
     async def make_store(self) -> Store:
-        store = PostgresStore(server_url(), table=f"runs_{uuid.uuid4().hex[:16]}", max_size=12)
+        store = PostgresStore(server_url(), table=fresh_table("runs"), max_size=12)
         self._owners().add(id(store))
         return store
 
@@ -56,7 +54,7 @@ class PostgresStoreHarness(StoreHarness):
         assert isinstance(store, PostgresStore)
         if id(store) in self._owners():  # the first handle owns the table (disposed last)
             self._owners().discard(id(store))
-            await drop_table(store.table)
+            await recycle_table(store.table)
 
     def _owners(self) -> set[int]:
         found: set[int] = self.__dict__.setdefault("_postgres_owners", set())

@@ -24,6 +24,8 @@ from streamline_core.errors import (
 __all__ = ["translate", "translated", "is_ambiguous"]
 
 _MAX_MESSAGE = 500
+# The server terminated the connection (shutdown, crash of another backend).
+_TERMINATED = frozenset({"57P01", "57P02"})
 
 
 def _describe(exc: BaseException) -> str:
@@ -35,13 +37,20 @@ def _describe(exc: BaseException) -> str:
 def is_ambiguous(exc: BaseException) -> bool:
     """Whether a write that raised ``exc`` may nevertheless have been committed.
 
-    A dropped connection (``OperationalError`` without a server error code)
-    can happen after the server received the statement, even after it
-    committed: only reading the row back tells. An error the server itself
-    answered with (it has a SQLSTATE) means the statement did not commit.
+    A dropped connection (``OperationalError`` without a server error code,
+    or a connection exception, SQLSTATE class 08) can happen after the
+    server received the statement, even after it committed: only reading the
+    row back tells. So can the server's own goodbye when it shuts down or
+    crashes (57P01 ``admin_shutdown``, 57P02 ``crash_shutdown``): the
+    backend is terminated wherever it is, possibly after its commit record
+    was written and before the answer was sent. Any other error the server
+    answered with means the statement did not commit.
     """
     cause = exc.__cause__ if isinstance(exc, WorkflowError) else exc
-    return isinstance(cause, psycopg.OperationalError) and not getattr(cause, "sqlstate", None)
+    if not isinstance(cause, psycopg.OperationalError):
+        return False
+    sqlstate = getattr(cause, "sqlstate", None) or ""
+    return not sqlstate or sqlstate.startswith("08") or sqlstate in _TERMINATED
 
 
 def translate(exc: Exception, what: str, run_id: str | None = None) -> WorkflowError:

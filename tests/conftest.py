@@ -78,10 +78,10 @@ def make_store(kind: str, tmp_path: Path) -> Store:
         return MongoStore(AsyncMongoMockClient(tz_aware=True)["streamline_test"])
     if kind == "postgres":
         from streamline_postgres import PostgresStore
-        from tests.postgres.server import server_url
+        from tests.postgres.server import fresh_table, server_url
 
-        # A table of its own per test: stores share nothing, and nothing to wipe.
-        return PostgresStore(server_url(), table=f"t_{uuid.uuid4().hex[:16]}")
+        # A table of its own per test (a recycled one is empty): stores share nothing.
+        return PostgresStore(server_url(), table=fresh_table())
     raise ValueError(kind)
 
 
@@ -118,9 +118,9 @@ class Env:
             await db.client.drop_database(db.name)
             await db.client.close()
         if self.kind == "postgres":
-            from tests.postgres.server import drop_table
+            from tests.postgres.server import recycle_table
 
-            await drop_table(self.store.table)  # type: ignore[attr-defined]
+            await recycle_table(self.store.table)  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -128,11 +128,21 @@ def env(store_kind: str, tmp_path: Path) -> Env:
     return Env(store_kind, tmp_path)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In the controlling process: the session's processes share one PostgreSQL cluster."""
+    if not hasattr(config, "workerinput"):
+        from tests.postgres.server import share_cluster
+
+        share_cluster()
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Stop the throwaway PostgreSQL server, if this run started one."""
-    from tests.postgres.server import stop
+    """Stop the throwaway PostgreSQL server once the whole session is done."""
+    from tests.postgres.server import stop, stop_shared
 
     stop()
+    if not hasattr(session.config, "workerinput"):
+        stop_shared()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -29,17 +29,16 @@ def _url(table: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}table={table}"
 
 
-def spawn(url: str, log: Path, lease: float, slots: int) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.crash.worker_app", url, str(log), str(lease), str(slots)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready", proc.stderr.read() if proc.stderr else ""
-    return proc
+def spawn(url: str, log: Path, lease: float, slots: int, n: int) -> list[subprocess.Popen[str]]:
+    """``n`` workers, started side by side (each imports the engine: seconds on a busy box)."""
+    argv = [sys.executable, "-m", "tests.crash.worker_app", url, str(log), str(lease), str(slots)]
+    out, quiet = subprocess.PIPE, subprocess.DEVNULL  # a piped stderr nobody reads can fill up
+    procs = [
+        subprocess.Popen(argv, cwd=ROOT, stdout=out, stderr=quiet, text=True) for _ in range(n)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return procs
 
 
 def executions(log: Path) -> Counter[tuple[str, str, str]]:
@@ -77,7 +76,7 @@ def test_a_killed_worker_loses_nothing_and_no_step_commits_twice(tmp_path: Path)
     table = f"crash_{uuid.uuid4().hex[:12]}"
     url, log = _url(table), tmp_path / "exec.log"
     ids = asyncio.run(start_runs(url, 40))
-    workers = [spawn(url, log, lease=1.0, slots=4) for _ in range(3)]
+    workers = spawn(url, log, lease=1.0, slots=4, n=3)
     doomed = workers[0]
     try:
         deadline = time.monotonic() + 30

@@ -69,7 +69,8 @@ async def _victim(env: Env) -> tuple[Engine, Workflow, WorkflowRun]:
     worker.workflow("victim", steps={"ask": ask, "done": lambda ctx: "ok"})
     run = await wf.start(meta={"user": "alice"}, idempotency_key="k1")
     await worker.start()
-    waiting = await wf.wait_for(run.id, timeout=10, suspended=True)
+    # Another engine runs it: this client re-reads it (a real-time poll) until it waits.
+    waiting = await wf.wait_for(run.id, timeout=10, suspended=True, poll_interval=0.01)
     await worker.shutdown()
     assert waiting.status == RunStatus.WAITING
     return engine, wf, waiting

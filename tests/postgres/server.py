@@ -1,128 +1,106 @@
-"""A throwaway PostgreSQL cluster for the test run: ``initdb`` + ``pg_ctl`` on a private socket.
+"""The test run's PostgreSQL server: one throwaway cluster per session, started on first use.
 
-:func:`server_url` starts the cluster on first use (once per process) and
-returns a URL to a fresh database on it; :func:`stop` (also registered with
-``atexit``) stops the server and removes its directory. The cluster listens
-on a unix socket in its own temporary directory only (``listen_addresses``
-empty), so it never clashes with a server already on the machine. With
-``$STREAMLINE_TEST_POSTGRES_URL`` set, that server is used instead and
-nothing is started.
+Under pytest the session's processes (the xdist workers) share one cluster:
+``tests/conftest.py`` calls :func:`share_cluster` in the controlling
+process, the first worker to need the server creates it (the others wait on
+a file lock, then attach), and :func:`stop_shared` removes it once the
+session is over. Elsewhere (a script, the benchmarks) a process starts its own.
 
-As root, PostgreSQL refuses to run, so ``initdb`` and ``pg_ctl`` run as the
-``postgres`` user (``runuser``) in a directory owned by it. Durability is
-switched off (``fsync=off``): the tests check behaviour, not the disk.
+:func:`server_url` starts the cluster (``tests/postgres/cluster.py``) on
+first use and returns a URL to a fresh database on it; :func:`stop` (also
+registered with ``atexit``) stops the server and removes its directory.
+With ``$STREAMLINE_TEST_POSTGRES_URL`` set, that server is used instead and
+nothing is started. Durability is switched off (``fsync``,
+``synchronous_commit`` and ``full_page_writes``: see
+:data:`~tests.postgres.cluster.FAST_TEST_SETTINGS`): the tests check
+behaviour, not the disk. :func:`own_cluster` gives the cluster itself to a
+fault test that stops and starts the server.
+
+Tables are recycled: creating a store's table (a dozen indexes, a function,
+a trigger) and dropping it costs ~100 ms, emptying it one ``DELETE``. A test
+takes a table with :func:`fresh_table` and gives it back with
+:func:`recycle_table`; the next test gets it empty, already migrated.
 """
 
 from __future__ import annotations
 
 import atexit
-import glob
+import fcntl
+import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
+import uuid
 from pathlib import Path
 
-__all__ = ["ENV", "server_url", "stop", "drop_table", "PostgresUnavailable"]
+from tests.postgres.cluster import FAST_TEST_SETTINGS, Cluster, PostgresUnavailable
+
+__all__ = [
+    "ENV",
+    "PostgresUnavailable",
+    "drop_table",
+    "own_cluster",
+    "recycle_table",
+    "server_url",
+    "share_cluster",
+    "stop",
+    "stop_shared",
+    "fresh_table",
+]
 
 ENV = "STREAMLINE_TEST_POSTGRES_URL"
+SHARED = "STREAMLINE_TEST_POSTGRES_SESSION"  # a directory: the session's one cluster
 _DATABASE = "streamline_test"
-
-
-class PostgresUnavailable(RuntimeError):
-    """The test server could not be started (the message says why and what to do)."""
-
 
 _lock = threading.Lock()
 _state: dict[str, object] = {}
+_free_tables: list[str] = []  # emptied tables of earlier tests, migrated and ready
 
 
-def _binaries() -> Path:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)
-    if found:
-        return Path(found[0]).parent
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(initdb).parent
-    raise PostgresUnavailable(
-        "no PostgreSQL server binaries (initdb) found: install them "
-        "(apt-get install -y postgresql) or set $STREAMLINE_TEST_POSTGRES_URL"
-    )
+def _create() -> tuple[Cluster, str]:
+    cluster = Cluster(FAST_TEST_SETTINGS)
+    try:
+        cluster.create()
+        return cluster, cluster.createdb(_DATABASE)
+    except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
+        cluster.remove()
+        raise PostgresUnavailable(f"cannot start the test PostgreSQL server: {exc}") from None
 
 
-def _free_port() -> int:
-    # Only names the socket file (there is no TCP listener), but a port no
-    # one uses keeps the name unique in anybody's eyes.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _shared(directory: str) -> tuple[Cluster, str]:
+    """The one cluster of a test session, created by the first process of the session to ask."""
+    with open(Path(directory) / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the others wait for the first one's initdb
+        info = Path(directory) / "cluster.json"
+        if info.exists():
+            found = json.loads(info.read_text())
+            return Cluster.attach(found["root"], found["port"]), found["url"]
+        cluster, url = _create()
+        info.write_text(json.dumps({"root": str(cluster.root), "port": cluster.port, "url": url}))
+        return Cluster.attach(str(cluster.root), cluster.port), url
 
 
-def _as_postgres(argv: list[str]) -> list[str]:
-    if os.geteuid() != 0:
-        return argv
-    return ["runuser", "-u", "postgres", "--", *argv]
-
-
-def _run(argv: list[str], what: str) -> None:
-    done = subprocess.run(_as_postgres(argv), capture_output=True, text=True, timeout=120)
-    if done.returncode != 0:
-        raise PostgresUnavailable(
-            f"{what} failed (exit {done.returncode}): {done.stderr.strip() or done.stdout.strip()}"
-        )
-
-
-def _start() -> str:
-    bin_dir = _binaries()
-    root = Path(tempfile.mkdtemp(prefix="streamline-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-    data, port = root / "data", _free_port()
-    _state["root"], _state["data"], _state["bin"] = root, data, bin_dir
-    _run(
-        [
-            str(bin_dir / "initdb"),
-            "-D",
-            str(data),
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--no-locale",
-            "--no-sync",
-        ],
-        "initdb",
-    )
-    options = (
-        f"-k {root} -p {port} -c listen_addresses='' -c fsync=off "
-        "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    )
-    _run(
-        [
-            str(bin_dir / "pg_ctl"),
-            "-D",
-            str(data),
-            "-l",
-            str(root / "server.log"),
-            "-o",
-            options,
-            "-w",
-            "-t",
-            "60",
-            "start",
-        ],
-        "pg_ctl start (see its server.log)",
-    )
-    _state["running"] = True
-    _run(
-        [str(bin_dir / "createdb"), "-h", str(root), "-p", str(port), "-U", "postgres", _DATABASE],
-        "createdb",
-    )
-    return f"postgresql://postgres@/{_DATABASE}?host={root}&port={port}"
+def _cluster() -> Cluster:
+    with _lock:
+        cluster = _state.get("cluster")
+        if isinstance(cluster, Cluster):
+            if not cluster.running:  # a fault test stopped it and failed before restarting it
+                cluster.start_server()
+            return cluster
+        failed = _state.get("failed")
+        if isinstance(failed, str):
+            raise PostgresUnavailable(failed)
+        shared = os.environ.get(SHARED)
+        try:
+            cluster, url = _shared(shared) if shared else _create()
+        except PostgresUnavailable as exc:
+            _state["failed"] = str(exc)
+            raise
+        _state["cluster"], _state["url"] = cluster, url
+        _state["owned"] = not shared
+        return cluster
 
 
 def server_url() -> str:
@@ -135,35 +113,69 @@ def server_url() -> str:
     given = os.environ.get(ENV)
     if given:
         return given
-    with _lock:
-        url = _state.get("url")
-        if isinstance(url, str):
-            return url
-        failed = _state.get("failed")
-        if isinstance(failed, str):
-            raise PostgresUnavailable(failed)
-        try:
-            url = _start()
-        except (PostgresUnavailable, OSError, subprocess.SubprocessError) as exc:
-            _state["failed"] = f"cannot start the test PostgreSQL server: {exc}"
-            stop()
-            raise PostgresUnavailable(str(_state["failed"])) from None
-        _state["url"] = url
-        return url
+    _cluster()
+    url = _state["url"]
+    assert isinstance(url, str)
+    return url
+
+
+def own_cluster() -> Cluster | None:
+    """The test cluster, if this process alone uses it; else ``None``.
+
+    ``None`` when ``$STREAMLINE_TEST_POSTGRES_URL`` is set, or under
+    pytest-xdist (the session's workers share one cluster). A test may stop
+    and start the cluster it is given (``stop_server``/``start_server``) if
+    it leaves it running.
+    """
+    if os.environ.get(ENV) or os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    return _cluster()
+
+
+def share_cluster() -> None:
+    """Make the processes of this test session (xdist workers) share one cluster.
+
+    Called in the controlling process before the workers start;
+    :func:`stop_shared` in it stops the cluster after they are done.
+    """
+    if not os.environ.get(ENV) and not os.environ.get(SHARED):
+        os.environ[SHARED] = tempfile.mkdtemp(prefix="streamline-pg-session-")
+
+
+def stop_shared() -> None:
+    """Stop and delete the session's shared cluster (in the process that called share_cluster)."""
+    directory = os.environ.pop(SHARED, None)
+    if not directory:
+        return
+    info = Path(directory) / "cluster.json"
+    if info.exists():
+        found = json.loads(info.read_text())
+        Cluster.attach(found["root"], found["port"]).remove()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 def stop() -> None:
-    """Stop the throwaway cluster (if this process started one) and delete it."""
-    root, data, bin_dir = _state.get("root"), _state.get("data"), _state.get("bin")
-    if _state.pop("running", False) and isinstance(bin_dir, Path) and isinstance(data, Path):
-        subprocess.run(
-            _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
-    if isinstance(root, Path):
-        shutil.rmtree(root, ignore_errors=True)
-    _state.pop("root", None)
+    """Stop the throwaway cluster (if this process started one) and delete it.
+
+    On a server of ``$STREAMLINE_TEST_POSTGRES_URL`` the recycled tables are dropped.
+    """
+    given = os.environ.get(ENV)
+    if given and _free_tables:
+        import psycopg
+
+        try:
+            with psycopg.connect(given, autocommit=True) as conn:
+                while _free_tables:
+                    table = _free_tables.pop()
+                    conn.execute(f'DROP TABLE IF EXISTS "{table}"'.encode())
+                    conn.execute(f'DROP FUNCTION IF EXISTS "{table}_notify"()'.encode())
+                    conn.execute("DELETE FROM streamline_schema WHERE table_name = %s", (table,))
+        except psycopg.Error:
+            pass
+    _free_tables.clear()
+    cluster = _state.pop("cluster", None)
+    if isinstance(cluster, Cluster) and _state.pop("owned", False):
+        cluster.remove()  # a shared one is stop_shared's
     _state.pop("url", None)
 
 
@@ -184,3 +196,32 @@ async def drop_table(table: str) -> None:
             + psycopg.sql.quote(table)
             + "; END IF; END $$"
         )
+
+
+def fresh_table(prefix: str = "t") -> str:
+    """A table name for a test's store: a recycled, empty one if there is one, else a new one."""
+    return _free_tables.pop() if _free_tables else f"{prefix}_{uuid.uuid4().hex[:16]}"
+
+
+async def recycle_table(table: str) -> None:
+    """Empty a test store's table for the next test (one whose schema is not current is dropped)."""
+    import psycopg
+
+    from streamline_postgres._schema import SCHEMA_VERSION
+
+    async with await psycopg.AsyncConnection.connect(server_url(), autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL AND to_regclass('streamline_schema') IS NOT NULL",
+            (f'"{table}"',),
+        )
+        row = await cur.fetchone()
+        if row is not None and row[0]:
+            cur = await conn.execute(
+                "SELECT version FROM streamline_schema WHERE table_name = %s", (table,)
+            )
+            version = await cur.fetchone()
+            if version is not None and version[0] == SCHEMA_VERSION:
+                await conn.execute(f'DELETE FROM "{table}"'.encode())
+                _free_tables.append(table)
+                return
+    await drop_table(table)

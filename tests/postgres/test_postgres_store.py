@@ -12,6 +12,7 @@ import pytest
 from streamline_core.errors import StoreUnavailableError, ValidationError
 from streamline_core.run import WorkflowRun
 from streamline_postgres import PostgresStore, from_url
+from streamline_postgres._errors import is_ambiguous
 from tests.postgres.server import drop_table, server_url
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -71,3 +72,17 @@ async def test_an_unreachable_server_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailableError):
         await store.get("x")
     await store.close()
+
+
+def test_a_dropped_connection_or_a_server_shutting_down_mid_write_is_ambiguous() -> None:
+    # Such a write may have committed before the answer was lost: the store reads it back.
+    from psycopg import errors as pg
+
+    assert is_ambiguous(psycopg.OperationalError("server closed the connection unexpectedly"))
+    assert is_ambiguous(pg.AdminShutdown("terminating connection due to administrator command"))
+    assert is_ambiguous(pg.CrashShutdown("terminating connection because of crash"))
+    assert is_ambiguous(pg.ConnectionFailure("connection failure"))
+    # An answer from the server means the statement did not commit.
+    assert not is_ambiguous(pg.SerializationFailure("could not serialize"))
+    assert not is_ambiguous(pg.QueryCanceled("canceling statement due to statement timeout"))
+    assert not is_ambiguous(pg.UniqueViolation("duplicate key"))
