@@ -110,7 +110,7 @@ def capture(page: Page, url: str, run_id: str, out: Path) -> list[Path]:
     shots = {
         "overview": (f"{url}/", ".counts"),
         "runs": (f"{url}/runs", "#runs-live table"),
-        "run": (f"{url}/runs/{run_id}", "#timeline .bar"),
+        "run": (f"{url}/runs/{run_id}", "#timeline .seg"),
         "schedules": (f"{url}/schedules", "#schedules"),
     }
     saved = []
