@@ -39,7 +39,8 @@ async def _waiting_run(engine: Engine) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    # One browser for the module; every test gets its own context (cookies, storage).
+    # One browser for the module (per xdist worker running its tests); every test
+    # gets its own context (cookies, storage).
     with chromium() as launched:
         yield launched
 
