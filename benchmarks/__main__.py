@@ -5,8 +5,8 @@ Runs every scenario, prints a markdown table on stdout (progress on stderr)
 and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
 latency, pickup, claims, memory, postgres (on a throwaway cluster it
-starts, or ``--postgres-url``; see benchmarks/postgres.py). ``--quick`` runs each at a tiny size,
-without DBOS and without strace (the smoke test uses it). See
+starts, or ``--postgres-url``; see benchmarks/postgres.py), web.
+``--quick`` runs each at a tiny size, without DBOS and without strace (the smoke test uses it). See
 docs/performance.md for what each figure means.
 """
 
@@ -40,6 +40,7 @@ SECTIONS = (
     "claims",
     "memory",
     "postgres",
+    "web",
 )
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,12 +62,30 @@ class Sizes:
     waiting: int
     idle_s: float
     wal_runs: int
+    web_runs: int
+    web_requests: int
 
 
 FULL = Sizes(
-    3, 200, 1_000, 500, 2_000, 400, 200, 25, (0.2, 2.5), 2.0, (1_000, 100_000), 50, 10_000, 3.0, 10
+    3,
+    200,
+    1_000,
+    500,
+    2_000,
+    400,
+    200,
+    25,
+    (0.2, 2.5),
+    2.0,
+    (1_000, 100_000),
+    50,
+    10_000,
+    3.0,
+    10,
+    100_000,
+    100,
 )
-QUICK = Sizes(1, 3, 20, 20, 50, 10, 10, 3, (0.0, 0.05), 0.6, (20, 200), 3, 50, 0.2, 2)
+QUICK = Sizes(1, 3, 20, 20, 50, 10, 10, 3, (0.0, 0.05), 0.6, (20, 200), 3, 50, 0.2, 2, 200, 3)
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -188,7 +207,7 @@ def _pickup(sizes: Sizes) -> dict[str, Any]:
 def _sections(
     sizes: Sizes, dbos_python: Path | None, quick: bool, notes: list[str]
 ) -> dict[str, Callable[[], Any]]:
-    from benchmarks import claims, disk, latency, memory, writes
+    from benchmarks import claims, disk, latency, memory, web, writes
 
     return {
         "disk": lambda: disk.probe(sizes.reps, sizes.commits, sizes.batches),
@@ -203,6 +222,7 @@ def _sections(
         "pickup": lambda: _pickup(sizes),
         "claims": lambda: claims.claim_latency(sizes.claim_sizes, sizes.claim_reps),
         "memory": lambda: memory.worker_memory(sizes.waiting, sizes.reps, sizes.idle_s),
+        "web": lambda: web.measure(sizes.web_runs, sizes.web_requests),
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from benchmarks import web
 from benchmarks.figures import Figure
 
 DASH = "—"
@@ -322,9 +323,20 @@ def _targets(res: dict[str, Any]) -> list[str]:
                 None,
             )
         )
+    web_res = res.get("web")
+    if web_res:
+        got = web_res["last_over_first"]
+        rows.append(
+            (
+                f"`GET /api/runs` last ÷ first page, {web_res['runs']:,} runs",
+                "flat (≤ 1.5×)",
+                f"{got:.2f}×",
+                got <= 1.5,
+            )
+        )
     out = [
         "",
-        "### Targets (issue 10)",
+        "### Targets (issues 10, 21)",
         "",
         "| figure | target | measured | met |",
         "|---|---|---|---|",
@@ -353,6 +365,8 @@ def render(res: dict[str, Any]) -> str:
         lines += _memory(res["memory"])
     if res.get("postgres"):
         lines += _postgres(res["postgres"])
+    if res.get("web"):
+        lines += web.render(res["web"])
     lines += _targets(res)
     if res.get("notes"):
         lines += ["", *(f"Note: {n}" for n in res["notes"])]

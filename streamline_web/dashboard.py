@@ -29,14 +29,15 @@ from streamline_core import (
     Engine,
     RunStatus,
     ScheduleInfo,
-    StepState,
     ValidationError,
     WorkflowError,
     WorkflowRun,
 )
 from streamline_web._errors import WebError, validation_message
 from streamline_web._security import TOKEN_COOKIE, Guard, _same_origin, token_matches
+from streamline_web._visible import counts_by_status, find_visible
 from streamline_web.api import app_workflows
+from streamline_web.timeline import axis_text, duration_text, span_of, stamp, timeline
 
 __all__ = ["ScheduleRow", "cadence_text", "dashboard_router", "timeline"]
 
@@ -58,24 +59,6 @@ def _pretty(value: Any) -> str:
 
 def _when(value: datetime | None) -> str:
     return "—" if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def duration_text(seconds: float) -> str:
-    """``0.25 s``, ``12 s``, ``3 m 04 s``, ``2 h 05 m``, ``3 d 4 h``."""
-    if seconds < 0:
-        seconds = 0.0
-    if seconds < 10:
-        return f"{seconds:.2f} s"
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} m {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes:02d} m"
-    days, hours = divmod(hours, 24)
-    return f"{days} d {hours} h"
 
 
 _EVERY = re.compile(r"every ([0-9.]+)s")
@@ -120,49 +103,7 @@ class ScheduleRow:
 _env.filters["pretty"] = _pretty
 _env.filters["when"] = _when
 _env.filters["duration"] = duration_text
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One step's row of the timeline: geometry in percent of the run's span."""
-
-    step: StepState
-    left: float
-    width: float
-    duration: str
-    drawn: bool
-
-
-MIN_WIDTH = 0.8
-"""Percent: an instant step still shows as a visible sliver."""
-
-
-def timeline(run: WorkflowRun) -> list[Bar]:
-    """A bar per step, placed on the run's time span (creation to end or last write).
-
-    The span ends at ``ended_at`` or, for an active run, ``updated_at``: the
-    server's wall clock may disagree with the engine's clock (a FakeClock, a
-    skewed worker), so only times the run itself recorded are used.
-    """
-    start = run.created_at
-    stamps = [run.updated_at, run.ended_at or run.updated_at]
-    for s in run.steps:
-        stamps.extend(t for t in (s.started_at, s.ended_at) if t is not None)
-    end = max(stamps)
-    span = max((end - start).total_seconds(), 0.001)
-    bars = []
-    for s in run.steps:
-        if s.started_at is None:
-            bars.append(Bar(s, 0.0, 0.0, "", False))
-            continue
-        finish = s.ended_at or end
-        left = min(max((s.started_at - start).total_seconds() / span * 100, 0.0), 100.0)
-        width = max((finish - s.started_at).total_seconds() / span * 100, 0.0)
-        width = max(min(width, 100.0 - left), MIN_WIDTH)
-        left = min(left, 100.0 - width)
-        seconds = (finish - s.started_at).total_seconds()
-        bars.append(Bar(s, round(left, 3), round(width, 3), duration_text(seconds), True))
-    return bars
+_env.filters["stamp"] = stamp
 
 
 def _base(request: Request) -> str:
@@ -221,6 +162,10 @@ def _page(
     return HTMLResponse(html, status_code=status, headers={"Cache-Control": "no-store"})
 
 
+def _flag(request: Request, name: str) -> bool:
+    return request.query_params.get(name, "") in ("1", "on", "true", "yes")
+
+
 def _statuses(values: list[str]) -> list[RunStatus]:
     out = []
     for value in values:
@@ -257,18 +202,25 @@ def dashboard_router(
     @router.get("/", response_class=HTMLResponse)
     async def overview(request: Request) -> Response:
         await guard.check_read(request)
-        counts = {s.value: await engine.runs.count(status=s) for s in RunStatus}
-        failures = await engine.runs.find(status="failed", sort="-updated_at", limit=RECENT)
-        waiting = await engine.runs.find(status="waiting", sort="created_at", limit=RECENT)
+        internal = _flag(request, "internal")
+        counts = await counts_by_status(engine, internal=internal)
+        failures, _ = await find_visible(
+            engine, internal=internal, status="failed", sort="-updated_at", limit=RECENT
+        )
+        waiting, _ = await find_visible(
+            engine, internal=internal, status="waiting", sort="created_at", limit=RECENT
+        )
         return page(
             request,
             "overview.html",
             {
                 "counts": counts,
                 "total": sum(counts.values()),
-                "failures": failures.items,
-                "waiting": waiting.items,
+                "failures": failures,
+                "waiting": waiting,
                 "workflows": list(app_workflows(engine)),
+                "internal": internal,
+                "also": "&internal=1" if internal else "",
             },
         )
 
@@ -284,23 +236,26 @@ def dashboard_router(
         except ValueError:
             limit = 50
         limit = limit if limit in PAGE_SIZES else 50
-        filters = {"workflow": workflow, "status": statuses, "limit": limit}
+        internal = _flag(request, "internal")
+        filters = {"workflow": workflow, "status": statuses, "limit": limit, "internal": internal}
         error = None
         items: list[WorkflowRun] = []
         next_cursor = None
         try:
-            found = await engine.runs.find(
+            items, next_cursor = await find_visible(
+                engine,
+                internal=internal,
                 workflow_id=workflow or None,
                 status=_statuses(statuses) or None,
                 limit=limit,
                 cursor=cursor,
             )
-            items, next_cursor = found.items, found.next_cursor
         except WorkflowError as exc:
             # Bad filters come from the page's own form or a hand-edited URL: say so, keep the form.
             error = exc.message
         query = [("workflow", workflow)] if workflow else []
         query += [("status", s) for s in statuses] + [("limit", str(limit))]
+        query += [("internal", "1")] if internal else []
         return page(
             request,
             "runs.html",
@@ -324,14 +279,19 @@ def dashboard_router(
         run = await engine.runs.get(run_id)
         if run is None:
             return page(request, "error.html", {"message": f"no run {run_id!r:.80}"}, 404)
-        span = (run.ended_at or run.updated_at) - run.created_at
+        # An active run's span reaches now (by the engine's clock, as its workers'),
+        # so a wait shows how long it has lasted so far.
+        now = None if run.is_terminal else engine.clock.now()
+        start, end = span_of(run, now)
+        seconds = (end - start) / timedelta(seconds=1)
         return page(
             request,
             "run.html",
             {
                 "run": run,
-                "bars": timeline(run),
-                "span": duration_text(span / timedelta(seconds=1)),
+                "bars": timeline(run, now),
+                "span": duration_text(seconds),
+                "axis": [(q * 25, "0" if q == 0 else axis_text(seconds * q / 4)) for q in range(5)],
                 "resumable": run.status == RunStatus.WAITING
                 and run.wait is not None
                 and run.wait.kind == "human",

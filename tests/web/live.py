@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from playwright.sync_api import BrowserContext, ViewportSize, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, ViewportSize, sync_playwright
 
 from streamline_core import Engine
 from streamline_web import create_app
@@ -96,20 +96,28 @@ class LiveServer:
 
 
 @contextmanager
-def chromium(profile: Path) -> Iterator[BrowserContext]:
-    """A headless Chromium context (1100×700 viewport) with its profile in ``profile``."""
+def chromium() -> Iterator[Browser]:
+    """Headless Chromium, launched once: give each test its own :func:`fresh_context`.
+
+    Launching the browser is the slow part (about a second); a context is a
+    fresh profile (no cookies, no storage) and takes a few milliseconds.
+    """
     assert Path(CHROMIUM).exists(), (
         f"{CHROMIUM} is missing: apt-get install chromium (.ci/run does this)"
     )
     with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            args=ARGS,
-            headless=True,
-            viewport=VIEWPORT,
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
         try:
-            yield context
+            yield browser
         finally:
-            context.close()
+            browser.close()
+
+
+@contextmanager
+def fresh_context(browser: Browser) -> Iterator[BrowserContext]:
+    """A new incognito-like context (1100×700 viewport) on ``browser``."""
+    context = browser.new_context(viewport=VIEWPORT)
+    try:
+        yield context
+    finally:
+        context.close()

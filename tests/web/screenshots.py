@@ -9,7 +9,6 @@ run never rewrites committed files (the pages show times and random ids).
 from __future__ import annotations
 
 import sys
-import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from playwright.sync_api import Page, expect
 
 from streamline_core import Engine, StepContext
 from streamline_testing import FakeClock, InMemoryStore
-from tests.web.live import LiveServer, chromium
+from tests.web.live import LiveServer, chromium, fresh_context
 from tests.web.support import add_schedules, make_engine
 
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
@@ -110,7 +109,7 @@ def capture(page: Page, url: str, run_id: str, out: Path) -> list[Path]:
     shots = {
         "overview": (f"{url}/", ".counts"),
         "runs": (f"{url}/runs", "#runs-live table"),
-        "run": (f"{url}/runs/{run_id}", "#timeline .bar"),
+        "run": (f"{url}/runs/{run_id}", "#timeline .seg"),
         "schedules": (f"{url}/schedules", "#schedules"),
     }
     saved = []
@@ -127,8 +126,8 @@ def main(out: Path = DOCS_IMG) -> None:
     """Serve the demo, open each page in Chromium and save its screenshot into ``out``."""
     with (
         LiveServer(demo_engine, populate_demo) as server,
-        tempfile.TemporaryDirectory() as profile,
-        chromium(Path(profile)) as context,
+        chromium() as browser,
+        fresh_context(browser) as context,
     ):
         for path in capture(context.new_page(), server.url, server.ids["run"], out):
             print(path)

@@ -72,8 +72,11 @@ async def test_run_page_shows_the_timeline_and_the_forms() -> None:
         await settle(engine)
         async with client(create_app(engine)) as http:
             html = (await http.get(f"/runs/{run.id}")).text
-            assert html.count('class="bar ') == 2  # prepare (done) and approve (waiting)
-            assert "waiting-bar" in html and "not started" in html  # finish has not begun
+            # prepare: one attempt; approve: the attempt that suspended, then its wait.
+            assert html.count('data-kind="attempt"') == 2
+            assert html.count('data-kind="wait"') == 1
+            assert "for a person: Manager approval" in html
+            assert "not started" in html  # finish has not begun
             assert 'id="resume-form"' in html and 'data-action="cancel"' in html
             assert 'id="rewind-form"' in html and "Manager approval" in html
             missing = await http.get("/runs/nope")
@@ -110,7 +113,7 @@ def test_timeline_geometry() -> None:
     a, b, c = timeline(run)
     assert (a.left, a.width, a.duration) == (0.0, 25.0, "25 s")
     assert (b.left, b.width, b.duration) == (25.0, 75.0, "1 m 15 s")
-    assert not c.drawn
+    assert not c.drawn and c.segments == ()
 
 
 async def test_login_with_the_token() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ CLOCK = FakeClock()
 APP_ENGINE: Engine = make_engine(STORE, clock=CLOCK)
 add_schedules(APP_ENGINE)  # registers the schedules' workflow, so trigger can start runs
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(APP_ENGINE))
+# Per operation (15 of them): CI keeps its dozen (about 3 s in all); a local run
+# (the dev profile) tries fewer, since the operations' shapes, not volume, find the bugs.
+EXAMPLES = 12 if os.environ.get("HYPOTHESIS_PROFILE") == "ci" else 5
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -44,7 +48,7 @@ def _runs() -> None:
 
 @schema.parametrize()
 @settings(
-    max_examples=12,
+    max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     derandomize=True,
