@@ -271,8 +271,13 @@ class MongoStore:
 
     # Store protocol
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run``, or return the active run that holds its idempotency key.
+
+        ``write_id`` (a fresh one when ``None``) is stored with the run: a
+        repeat of this create finds it and returns ``(stored, True)``.
 
         Raises:
             ConflictError: A run with this id exists.
@@ -285,7 +290,7 @@ class MongoStore:
         keyed = run.idempotency_key is not None
         if keyed and doc["status"] in ACTIVE:
             doc[KEY_HOLD] = True  # take the key in the partial unique index
-        write_id = _new_write_id()
+        write_id = write_id or _new_write_id()
         doc[WRITE_MARK] = write_id
         refused_by: str | None = None
         lost_answer = False
@@ -497,8 +502,14 @@ class MongoStore:
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run; returns the run as now stored.
+
+        ``write_id`` (else the id remembered from a lost answer, else a fresh
+        one) is stored with the new revision: a repeat of an applied write
+        returns the run as stored.
 
         Raises:
             WorkflowNotFoundError: No run has this id.
@@ -515,7 +526,7 @@ class MongoStore:
         key = (run_id, expected_revision, owner)
         # The retry of a write whose answer was lost reuses its id, so that
         # the refusal below recognises the write as already applied.
-        write_id = self._lost.get(key) or _new_write_id()
+        write_id = write_id or self._lost.get(key) or _new_write_id()
         problem = patch_problem(patch)
         if problem is None:
             cas: Document = {"_id": run_id, "revision": expected_revision}

@@ -285,8 +285,13 @@ RETURNING r.id, r.doc::text"""
 
     # Writes.
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run``, or return the active run holding its idempotency key.
+
+        ``write_id`` (a fresh one when ``None``) is stored in the row: a
+        repeat of this create finds it and returns ``(stored, True)``.
 
         Returns:
             ``(run as stored, True)``, or ``(existing active run, False)``.
@@ -297,7 +302,7 @@ RETURNING r.id, r.doc::text"""
             DataCorruptionError: A value cannot be stored as JSON.
         """
         text = encode_run(run)
-        write_id = self._lost_creates.get(run.id) or _write_id()
+        write_id = write_id or self._lost_creates.get(run.id) or _write_id()
         key = run.idempotency_key
         hold = key if key is not None and run.status.value in ACTIVE else None
         try:
@@ -398,8 +403,14 @@ RETURNING r.id, r.doc::text"""
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run in one conditional UPDATE.
+
+        ``write_id`` (else the id remembered from a lost answer, else a fresh
+        one) is stored in the row: a repeat of an applied write returns the
+        run as stored.
 
         Raises:
             WorkflowNotFoundError: No such run.
@@ -410,7 +421,7 @@ RETURNING r.id, r.doc::text"""
         """
         check_patch(patch, run_id)
         key = (run_id, expected_revision, owner)
-        write_id = self._lost.get(key) or _write_id()
+        write_id = write_id or self._lost.get(key) or _write_id()
         built = patch_sql(patch, expected_revision + 1, run_id)
         # A run that ends, or changes its key, gives up its hold on the key
         # for good: a later create may take it, and reviving the run later
@@ -450,7 +461,7 @@ RETURNING r.id, r.doc::text"""
         if found is None:
             raise WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
         revision, lease_owner, stored_write, doc = found
-        if revision == expected_revision + 1 and stored_write == write_id and key in self._lost:
+        if revision == expected_revision + 1 and stored_write == write_id:
             self._lost.pop(key, None)  # our earlier attempt, whose answer was lost, committed
             return load_run(doc)
         if revision != expected_revision:
