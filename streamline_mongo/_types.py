@@ -60,6 +60,8 @@ class MongoCollection(Protocol):
 
     async def drop_index(self, index_or_name: Any, **kwargs: Any) -> None: ...
 
+    def watch(self, *args: Any, **kwargs: Any) -> Any: ...
+
 
 class MongoDatabase(Protocol):
     """A database handle: PyMongo ``AsyncDatabase`` or a Motor database."""

@@ -76,6 +76,7 @@ from ._query import (
 )
 from ._types import Document, MongoCollection, MongoDatabase
 from ._update import index_guards, list_index_paths, patch_problem, update_for_patch
+from ._wakeups import ChangeWatcher
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -168,6 +169,7 @@ class MongoStore:
         self._closed = False
         self._core_ready = False
         self._core_lock: asyncio.Lock | None = None
+        self._watcher = ChangeWatcher(self._collection)
 
     @classmethod
     def _owning(
@@ -692,11 +694,28 @@ class MongoStore:
             result = await self._collection.delete_many(where)
         return int(result.deleted_count)
 
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a run to become claimable and due.
+
+        The optional Store operation an idle worker awaits beside its poll
+        delay. On a replica set a task of the store watches the collection
+        with a change stream (opened on first use, reopened after a failure)
+        and wakes the waiters when a write leaves a run active, unleased,
+        unpaused and due by the server's clock. On a standalone server (no
+        change streams) it sleeps ``timeout`` and returns ``False``: polling
+        is the path there. A hint only; safe to cancel.
+
+        Returns:
+            Whether a write made a run due (``False`` on timeout).
+        """
+        return await self._watcher.wait(timeout)
+
     async def close(self) -> None:
         """Close the client if this store created it (``from_url``); idempotent."""
         if self._closed:
             return
         self._closed = True
+        await self._watcher.close()
         if self._owned_client is not None:
             with translated("close the client"):
                 await self._owned_client.close()

@@ -356,3 +356,99 @@ class FailNth(CollectionProxy):
             raise self.error
 
         return call
+
+
+class ChangeFeed:
+    """A replica set's change events for one collection, shared by the proxies on it.
+
+    mongomock has no change streams. :class:`WatchingCollection` publishes an
+    event here after each write it forwards (the document as stored after
+    the write, ``wallTime`` = :attr:`server_now`), and every open
+    :class:`FakeChangeStream` receives the events that pass its ``$match``
+    stages (evaluated with mongomock's own filter code).
+
+    * ``refuse_watch = error``: every ``watch`` raises it (a standalone
+      server raises ``OperationFailure`` code 40573);
+    * :meth:`break_streams`: the open streams raise ``error`` on their next read.
+    """
+
+    def __init__(self, server_now: Any = None) -> None:
+        self.server_now = server_now
+        self.streams: list[FakeChangeStream] = []
+        self.refuse_watch: BaseException | None = None
+        self.watch_calls = 0
+
+    def publish(self, operation: str, document: Any) -> None:
+        if document is None:
+            return
+        event = {
+            "_id": {"_data": f"token-{len(self.streams)}"},
+            "operationType": operation,
+            "fullDocument": dict(document),
+            "documentKey": {"_id": document["_id"]},
+        }
+        if self.server_now is not None:
+            event["wallTime"] = self.server_now
+        for stream in list(self.streams):
+            stream.offer(event)
+
+    def break_streams(self, error: BaseException) -> None:
+        for stream in list(self.streams):
+            stream.queue.put_nowait(error)
+
+
+class FakeChangeStream:
+    """An async-iterable change stream over a :class:`ChangeFeed` (PyMongo-shaped)."""
+
+    def __init__(self, feed: ChangeFeed, pipeline: list[dict[str, Any]]) -> None:
+        self.feed = feed
+        self.matches = [stage["$match"] for stage in pipeline if "$match" in stage]
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        from mongomock.filtering import filter_applies
+
+        if all(filter_applies(match, event) for match in self.matches):
+            self.queue.put_nowait(event)
+
+    def __aiter__(self) -> FakeChangeStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        item = await self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        self.closed = True
+        if self in self.feed.streams:
+            self.feed.streams.remove(self)
+
+
+class WatchingCollection(CollectionProxy):
+    """mongomock-motor with change streams faked over a shared :class:`ChangeFeed`."""
+
+    def __init__(self, inner: Any, feed: ChangeFeed) -> None:
+        super().__init__(inner)
+        self.feed = feed
+
+    async def watch(self, pipeline: Any = None, **kwargs: Any) -> FakeChangeStream:
+        self.feed.watch_calls += 1
+        if self.feed.refuse_watch is not None:
+            raise self.feed.refuse_watch
+        stream = FakeChangeStream(self.feed, list(pipeline or []))
+        self.feed.streams.append(stream)
+        return stream
+
+    async def insert_one(self, document: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await self.inner.insert_one(document, *args, **kwargs)
+        self.feed.publish("insert", await self.inner.find_one({"_id": document["_id"]}))
+        return result
+
+    async def find_one_and_update(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        result = await self.inner.find_one_and_update(filter, update, **kwargs)
+        if result is not None:
+            self.feed.publish("update", await self.inner.find_one({"_id": result["_id"]}))
+        return result
