@@ -6,9 +6,9 @@ This docstring is the normative contract. A backend is correct when it keeps
 every rule below; ``streamline_testing.conformance`` checks each of them.
 
 Operations are *semantic* (claim, transition, heartbeat), never "run this
-query". Time is always passed in by the engine (``now``): a store never reads
-a clock of its own, so fake clocks in tests and the conformance suite control
-expiry exactly.
+query". Time is passed in by the engine (``now``), so fake clocks in tests and
+the conformance suite control expiry exactly; the one exception is a store
+that judges lease expiry by its database's clock (``lease_clock``, below).
 
 Documents
     A run is stored as the fields of :class:`~streamline_core.run.WorkflowRun`
@@ -101,7 +101,18 @@ Optional operations
         ``LISTEN/NOTIFY``, MongoDB change streams): an idle worker under a
         real clock awaits it beside its poll delay, and still claims with its
         own ``now``; a missed notification costs at most one poll interval.
-        It must be safe to cancel.
+        It must be safe to cancel. Where the store cannot push (a standalone
+        MongoDB), it sleeps ``timeout`` and returns ``False``.
+    ``lease_clock`` (``"server"`` or ``"caller"``) and ``use_caller_clock()``
+        A store whose database has a clock of its own may judge, in
+        ``claim``, whether a lease expired by that clock (``"server"``:
+        ``lease.expires_at <=`` the database's now, whatever ``now`` says),
+        so a worker whose clock runs ahead never takes a live lease early.
+        Everything else keeps the caller's ``now`` (due times, the expiry
+        instants written). ``use_caller_clock()`` switches it to ``"caller"``
+        (the rule above, with ``now``): an engine whose clock moves only when
+        told (``FakeClock``) calls it when its worker starts, and the
+        conformance suite runs stores in that mode.
 
 Patches
     A patch maps a dotted path to its new value: a top-level field

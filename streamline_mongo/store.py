@@ -25,8 +25,13 @@ the expected revision + 1 means the write was applied, and its result is
 returned instead of an error (or, when even that read fails, on the caller's
 retry of the same write: same run, revision and owner).
 
+Lease expiry is judged by the server's clock (``$$NOW`` in the claim's
+filters) unless the store judges by the caller's ``now``
+(``lease_clock="caller"``, always on mongomock, which has no ``$$NOW``).
+
 Only operations that behave the same on MongoDB and on mongomock are used
-(DESIGN.md §8; the full list of differences is in docs/mongo.md).
+(DESIGN.md §8; the full list of differences is in docs/mongo.md), ``$$NOW``
+aside: the tests emulate it in a proxy.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pymongo
 from pymongo import ReadPreference, ReturnDocument
@@ -134,6 +139,14 @@ class MongoStore:
             without index privileges, with indexes made by a deploy job.
         commit_quorum: ``commitQuorum`` of index builds on a replica set,
             when given (e.g. ``"majority"``, or ``1`` during maintenance).
+        lease_clock: ``"server"``: a claim judges whether a lease expired
+            by the server's clock (``$$NOW``), so a worker whose clock runs
+            ahead never takes a live lease over early. ``"caller"``: by the
+            ``now`` the engine passes, as every store does without a clock
+            of its own. ``None`` (the default): ``"server"``, except on
+            mongomock (no ``$$NOW``), where it is ``"caller"``. An engine on a clock that moves
+            only when told (``FakeClock``) switches its store to ``"caller"``
+            (:meth:`use_caller_clock`).
 
     The engine's own indexes (idempotency, claim, tenant, event waits, hook
     tokens) are created on the first ``create``/``claim`` if missing;
@@ -149,9 +162,15 @@ class MongoStore:
         timeout: float | None = None,
         auto_indexes: bool = True,
         commit_quorum: int | str | None = None,
+        lease_clock: Literal["server", "caller"] | None = None,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValidationError(f"timeout must be positive seconds or None, not {timeout!r}")
+        if lease_clock not in ("server", "caller", None):
+            raise ValidationError(f"lease_clock must be 'server' or 'caller', not {lease_clock!r}")
+        self._server_clock = lease_clock == "server" or (
+            lease_clock is None and not _is_mongomock(db)
+        )
         self._db = db
         self._name = collection
         self._timeout = timeout
@@ -182,6 +201,19 @@ class MongoStore:
 
     def __repr__(self) -> str:
         return f"MongoStore({self._db.name}.{self._name})"
+
+    @property
+    def lease_clock(self) -> Literal["server", "caller"]:
+        """Whose clock a claim judges lease expiry by (see the constructor)."""
+        return "server" if self._server_clock else "caller"
+
+    def use_caller_clock(self) -> None:
+        """Judge lease expiry by the ``now`` each claim is given from here on.
+
+        Called by an engine whose clock moves only when told (``FakeClock``):
+        the server's clock would ignore that time.
+        """
+        self._server_clock = False
 
     @property
     def collection(self) -> Any:
@@ -421,7 +453,7 @@ class MongoStore:
         """Lease runs into ``leased`` (by id) until ``limit`` or none is left."""
         with self._call("read expired leases"):
             expired = await self._collection.find(
-                expired_filter(base, now),
+                expired_filter(base, now, server_clock=self._server_clock),
                 projection=_EXPIRED_PROJECTION,
                 sort=CLAIM_ORDER,
                 limit=limit,
@@ -475,7 +507,7 @@ class MongoStore:
         with self._call("lease a run", candidate["_id"]):
             doc: Document | None = await self._collection.find_one_and_update(
                 {
-                    **expired_filter(base, now),
+                    **expired_filter(base, now, server_clock=self._server_clock),
                     "_id": candidate["_id"],
                     "revision": candidate.get("revision"),
                 },
@@ -719,6 +751,14 @@ class MongoStore:
         if self._owned_client is not None:
             with translated("close the client"):
                 await self._owned_client.close()
+
+
+def _is_mongomock(db: Any) -> bool:
+    """Whether ``db`` (or its client) is mongomock's, which has no ``$$NOW``."""
+    for obj in (db, getattr(db, "client", None)):
+        if any(k.__module__.startswith("mongomock") for k in type(obj).__mro__):
+            return True
+    return False
 
 
 def _missing_element(doc: Mapping[str, Any], patch: Mapping[str, Any]) -> str | None:

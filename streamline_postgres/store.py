@@ -28,8 +28,11 @@ the write committed, and its result is returned instead of an error; when
 even that read fails, the id is remembered and recognised on the caller's
 retry of the same write (same run, revision and owner).
 
-Time is the engine's ``now``: lease expiry and due times are compared with
-the ``now`` a claim is given, never the server's clock.
+Time: due times are compared with the ``now`` a claim is given. Lease
+expiry is judged by the server's clock (``now()``) unless the store was
+built with ``lease_clock="caller"`` (or an engine on a fake clock switched
+it): then by that ``now`` too. Expiry instants are written from the
+engine's ``now`` (claims, heartbeats and commits alike).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -107,6 +110,12 @@ class PostgresStore:
         max_size: Most connections the owned pool opens.
         timeout: Seconds to wait for a connection (and for the first one to
             open) before ``StoreUnavailableError``.
+        lease_clock: ``"server"`` (the default): a claim judges whether a
+            lease expired by the server's clock (``now()``), so a worker whose
+            clock runs ahead never takes a live lease over early. ``"caller"``:
+            by the ``now`` the engine passes. An engine on a clock that moves
+            only when told (``FakeClock``) switches its store to ``"caller"``
+            (:meth:`use_caller_clock`).
 
     Raises:
         ValueError: ``table`` is not a plain identifier.
@@ -120,7 +129,11 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         timeout: float = 10.0,
+        lease_clock: Literal["server", "caller"] = "server",
     ) -> None:
+        if lease_clock not in ("server", "caller"):
+            raise ValueError(f"lease_clock must be 'server' or 'caller', not {lease_clock!r}")
+        self._server_clock = lease_clock == "server"
         self._table = check_table_name(table)
         self._t = quote(table)
         self._channel = channel_for(table)
@@ -152,6 +165,19 @@ class PostgresStore:
     def __repr__(self) -> str:
         return f"PostgresStore(table={self._table!r})"
 
+    @property
+    def lease_clock(self) -> Literal["server", "caller"]:
+        """Whose clock a claim judges lease expiry by (see the constructor)."""
+        return "server" if self._server_clock else "caller"
+
+    def use_caller_clock(self) -> None:
+        """Judge lease expiry by the ``now`` each claim is given from here on.
+
+        Called by an engine whose clock moves only when told (``FakeClock``):
+        the server's clock would ignore that time.
+        """
+        self._server_clock = False
+
     def _build_sql(self) -> None:
         t = self._t
         self._get_sql = f"SELECT doc::text FROM {t} WHERE id = %s"
@@ -181,7 +207,8 @@ SELECT true, doc FROM inserted UNION ALL SELECT false, doc FROM holder"""
 WITH picked AS (
     SELECT id FROM {t}
     WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND next_run_at <= %(now)s
-      AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s) AND {{workflow}}{{tenant}}
+      AND (lease_expires_at IS NULL OR lease_expires_at <= {{expired_by}})
+      AND {{workflow}}{{tenant}}
     ORDER BY priority DESC, next_run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
@@ -200,13 +227,17 @@ RETURNING r.id, r.doc::text"""
             "(workflow_id, workflow_version) IN "
             "(SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[]))"
         )
+        # Lease expiry by the server's clock (now(): this statement's start)
+        # or by the caller's now; due times always by the caller's.
         self._claim_sql = {
-            (versioned, tenant): claim.format(
+            (versioned, tenant, server): claim.format(
                 workflow=by_version if versioned else by_name,
                 tenant=" AND tenant_id = %(tenant)s" if tenant else "",
+                expired_by="now()" if server else "%(now)s",
             )
             for versioned in (False, True)
             for tenant in (False, True)
+            for server in (False, True)
         }
 
     # Connections and schema.
@@ -393,7 +424,7 @@ RETURNING r.id, r.doc::text"""
             params["versions"] = [v for _, v in pairs]
         else:
             params["names"] = list(workflows)
-        sql = self._claim_sql[(versioned, tenant_id is not None)]
+        sql = self._claim_sql[(versioned, tenant_id is not None, self._server_clock)]
         rows = await self._fetchall("claim runs", sql, params)
         return leased_runs([(r[0], r[1]) for r in rows], _load_leased)
 

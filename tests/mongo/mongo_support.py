@@ -181,6 +181,11 @@ class WrappedDatabase:
     def name(self) -> str:
         return str(self.inner.name)
 
+    @property
+    def client(self) -> Any:
+        """The driver's client (the store tells mongomock by it)."""
+        return self.inner.client
+
     def get_collection(self, name: str, **options: Any) -> Any:
         proxy = self.wrap(self.inner.get_collection(name, **options))
         self.wrapped.append(proxy)
@@ -238,12 +243,32 @@ class StrictCollection(CollectionProxy):
       leaves the document as it was;
     * documents come back decoded as PyMongo decodes them (``DBRef``, ``Int64``);
     * ``lose_answer[name] = error``: the next ``name`` call is applied, then
-      ``error`` is raised, as when the answer is lost on the way back.
+      ``error`` is raised, as when the answer is lost on the way back;
+    * ``$$NOW`` (which mongomock lacks) in a filter's
+      ``{"$expr": {"$lte": ["$<path>", "$$NOW"]}}`` reads :attr:`server_now`,
+      the server's clock (it becomes ``{<path>: {"$lte": server_now}}``).
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, server_now: datetime | None = None) -> None:
         super().__init__(inner)
         self.lose_answer: dict[str, BaseException] = {}
+        self.server_now = server_now or datetime.now(UTC)
+
+    def _with_now(self, filter: Any) -> Any:
+        """``filter`` with the ``$$NOW`` comparisons evaluated on :attr:`server_now`."""
+        if isinstance(filter, list):
+            return [self._with_now(f) for f in filter]
+        if not isinstance(filter, dict):
+            return filter
+        out = {k: self._with_now(v) for k, v in filter.items() if k != "$expr"}
+        expr = filter.get("$expr")
+        if expr is not None:
+            field, now = expr.get("$lte", [None, None]) if isinstance(expr, dict) else (None, None)
+            if len(expr) != 1 or now != "$$NOW" or not str(field).startswith("$"):
+                raise NotImplementedError(f"the proxy emulates only $lte against $$NOW: {expr}")
+            path = str(field)[1:]
+            out[path] = {**out.get(path, {}), "$lte": self.server_now}
+        return out
 
     @staticmethod
     def _encode(value: Any, limit: int = MAX_BSON) -> int:
@@ -281,6 +306,7 @@ class StrictCollection(CollectionProxy):
 
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         self._encode(filter or {})
+        filter = self._with_now(filter)
         failed = self.lose_answer.pop("find_one", None)  # a read has no effect to keep
         if failed is not None:
             raise failed
@@ -290,6 +316,7 @@ class StrictCollection(CollectionProxy):
         from pymongo.errors import OperationFailure
 
         self._encode(filter)
+        filter = self._with_now(filter)
         self._encode(update, MAX_BSON + 16 * 1024)
         paths = _update_paths(update)
         for a in paths:
@@ -316,6 +343,7 @@ class StrictCollection(CollectionProxy):
     def find(self, *args: Any, **kwargs: Any) -> _CursorProxy:
         if args:
             self._encode(args[0])
+            args = (self._with_now(args[0]), *args[1:])
         cursor = self.inner.find(*args, **kwargs)
 
         async def nothing() -> None:

@@ -71,3 +71,27 @@ async def test_an_unreachable_server_is_store_unavailable() -> None:
     with pytest.raises(StoreUnavailableError):
         await store.get("x")
     await store.close()
+
+
+async def test_a_worker_whose_clock_runs_ahead_does_not_steal_a_fresh_lease() -> None:
+    """Lease expiry by the server's clock (``now()``): a claimer 60 s ahead takes nothing."""
+    from datetime import timedelta
+
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(server_url(), table=table)  # lease_clock="server", the default
+    by_caller = PostgresStore(server_url(), table=table, lease_clock="caller")
+    try:
+        assert store.lease_clock == "server" and by_caller.lease_clock == "caller"
+        real = datetime.now(UTC)
+        await store.create(_run("r1", status="running", next_run_at=real - timedelta(seconds=1)))
+        (held,) = await store.claim("w1", real, 30, 1, {"wf"})
+        ahead = real + timedelta(seconds=60)
+        assert await store.claim("w2", ahead, 30, 1, {"wf"}) == []
+        # The same claim judged by the claimer's clock steals the live lease.
+        (stolen,) = await by_caller.claim("w2", ahead, 30, 1, {"wf"})
+        assert stolen.lease is not None and stolen.lease.owner == "w2"
+        assert stolen.revision == held.revision + 1
+    finally:
+        await store.close()
+        await by_caller.close()
+        await drop_table(table)
