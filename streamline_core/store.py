@@ -107,9 +107,11 @@ Optional operations
         A store whose database has a clock of its own may judge, in
         ``claim``, whether a lease expired by that clock (``"server"``:
         ``lease.expires_at <=`` the database's now, whatever ``now`` says),
-        so a worker whose clock runs ahead never takes a live lease early.
-        Everything else keeps the caller's ``now`` (due times, the expiry
-        instants written). ``use_caller_clock()`` switches it to ``"caller"``
+        so a worker whose clock runs ahead never takes a live lease early;
+        its ``heartbeat`` then sets ``expires_at`` to the database's now +
+        ``lease_for``. Everything else keeps the caller's ``now`` (due times,
+        the expiry a claim or a patch writes). ``use_caller_clock()``
+        switches it to ``"caller"``
         (the rule above, with ``now``): an engine whose clock moves only when
         told (``FakeClock``) calls it when its worker starts, and the
         conformance suite runs stores in that mode.

@@ -664,6 +664,10 @@ class MongoStore:
 
         A heartbeat gets at most a third of the lease: one that takes longer
         is late anyway, and the next one must still find the lease alive.
+        With ``lease_clock="server"`` the new expiry is the server's clock
+        plus ``lease_for`` (``$$NOW`` in an update pipeline), the clock claims
+        judge it by, so a renewal lasts ``lease_for`` whatever the worker's
+        clock says.
 
         Raises:
             LeaseLostError: ``owner`` does not hold the lease, or the run does not exist.
@@ -673,10 +677,16 @@ class MongoStore:
         bound = lease_for / 3 if lease_for > 0 else None
         if self._timeout is not None:
             bound = self._timeout if bound is None else min(bound, self._timeout)
+        renewal: Any
+        if self._server_clock:
+            later = {"$add": ["$$NOW", round(lease_for * 1000)]}  # milliseconds
+            renewal = [{"$set": {"lease.expires_at": later}}]
+        else:
+            renewal = {"$set": {"lease.expires_at": to_storage(now + timedelta(seconds=lease_for))}}
         with self._call("extend a lease", run_id, timeout=bound):
             doc = await self._collection.find_one_and_update(
                 {"_id": run_id, "lease.owner": owner},
-                {"$set": {"lease.expires_at": to_storage(now + timedelta(seconds=lease_for))}},
+                renewal,
                 projection={"status": 1},
                 return_document=ReturnDocument.AFTER,
             )

@@ -203,6 +203,14 @@ SELECT true, doc FROM inserted UNION ALL SELECT false, doc FROM holder"""
             f"UPDATE {t} SET doc = jsonb_set(doc, '{{lease,expires_at}}', to_jsonb(%s::text)) "
             "WHERE id = %s AND lease_owner = %s RETURNING status"
         )
+        # By the server's clock: now() + lease_for, written as the ISO text the
+        # run model reads (UTC, microseconds).
+        self._heartbeat_server_sql = (
+            f"UPDATE {t} SET doc = jsonb_set(doc, '{{lease,expires_at}}', to_jsonb(to_char("
+            "(now() + make_interval(secs => %s)) AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'))) '
+            "WHERE id = %s AND lease_owner = %s RETURNING status"
+        )
         claim = f"""
 WITH picked AS (
     SELECT id FROM {t}
@@ -513,13 +521,21 @@ RETURNING r.id, r.doc::text"""
     ) -> RunStatus:
         """Extend ``owner``'s lease to ``now + lease_for``; the revision stays.
 
+        With ``lease_clock="server"`` the expiry is the server's ``now()`` plus
+        ``lease_for``: the clock claims judge it by.
+
         Raises:
             LeaseLostError: ``owner`` does not hold the lease, or no such run.
         """
-        expires = (now + timedelta(seconds=lease_for)).isoformat()
-        row = await self._fetchone(
-            "renew a lease", run_id, self._heartbeat_sql, (expires, run_id, owner)
-        )
+        params: tuple[Any, ...]
+        if self._server_clock:
+            # Renewed by the clock claims judge it by: it lasts lease_for
+            # whatever this worker's clock says.
+            sql, params = self._heartbeat_server_sql, (float(lease_for), run_id, owner)
+        else:
+            expires = (now + timedelta(seconds=lease_for)).isoformat()
+            sql, params = self._heartbeat_sql, (expires, run_id, owner)
+        row = await self._fetchone("renew a lease", run_id, sql, params)
         if row is None:
             raise LeaseLostError(f"{owner!r} does not hold run {run_id!r}", run_id=run_id)
         try:

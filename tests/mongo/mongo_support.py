@@ -246,13 +246,30 @@ class StrictCollection(CollectionProxy):
       ``error`` is raised, as when the answer is lost on the way back;
     * ``$$NOW`` (which mongomock lacks) in a filter's
       ``{"$expr": {"$lte": ["$<path>", "$$NOW"]}}`` reads :attr:`server_now`,
-      the server's clock (it becomes ``{<path>: {"$lte": server_now}}``).
+      the server's clock (it becomes ``{<path>: {"$lte": server_now}}``), and
+      so does an update pipeline ``[{"$set": {<path>: {"$add": ["$$NOW", ms]}}}]``.
     """
 
     def __init__(self, inner: Any, server_now: datetime | None = None) -> None:
         super().__init__(inner)
         self.lose_answer: dict[str, BaseException] = {}
         self.server_now = server_now or datetime.now(UTC)
+
+    def _pipeline_as_update(self, pipeline: list[Any]) -> dict[str, Any]:
+        """An update pipeline of ``$set``s of ``{"$add": ["$$NOW", ms]}`` as a plain ``$set``
+        (mongomock runs no pipelines); anything else is refused, never guessed."""
+        from datetime import timedelta
+
+        to_set: dict[str, Any] = {}
+        for stage in pipeline:
+            if set(stage) != {"$set"}:
+                raise NotImplementedError(f"the proxy emulates only $set stages: {stage}")
+            for path, value in stage["$set"].items():
+                add = value.get("$add") if isinstance(value, dict) else None
+                if not (isinstance(add, list) and len(add) == 2 and add[0] == "$$NOW"):
+                    raise NotImplementedError(f"the proxy emulates only $$NOW + ms: {value}")
+                to_set[path] = self.server_now + timedelta(milliseconds=add[1])
+        return {"$set": to_set}
 
     def _with_now(self, filter: Any) -> Any:
         """``filter`` with the ``$$NOW`` comparisons evaluated on :attr:`server_now`."""
@@ -317,6 +334,8 @@ class StrictCollection(CollectionProxy):
 
         self._encode(filter)
         filter = self._with_now(filter)
+        if isinstance(update, list):
+            update = self._pipeline_as_update(update)
         self._encode(update, MAX_BSON + 16 * 1024)
         paths = _update_paths(update)
         for a in paths:

@@ -110,3 +110,35 @@ def test_an_engine_on_a_fake_clock_makes_its_store_judge_by_the_engine(mongo_dat
                 await engine.shutdown()
 
     asyncio.run(scenario())
+
+
+def test_a_heartbeat_renews_by_the_servers_clock(mongo_database) -> None:
+    async def scenario() -> None:
+        async with mongo_database() as db:
+            store, server = _store(db, lease_clock="server")
+            await store.create(make_run(id="r1"))
+            await store.claim("w1", T0, LEASE, 1, {WF})
+            server.server_now = T0 + timedelta(seconds=20)
+            # w1's clock lags 60 s: by its now + 30 s the lease would already have passed.
+            assert await store.heartbeat("r1", "w1", T0 - AHEAD, LEASE) == "running"
+            renewed = await store.get("r1")
+            assert renewed is not None and renewed.lease is not None
+            assert renewed.lease.expires_at == T0 + timedelta(seconds=50)
+            server.server_now = T0 + timedelta(seconds=49)
+            assert await store.claim("w2", T0 + AHEAD, LEASE, 1, {WF}) == []
+
+    asyncio.run(scenario())
+
+
+def test_by_the_callers_clock_a_heartbeat_renews_from_its_now(mongo_database) -> None:
+    async def scenario() -> None:
+        async with mongo_database() as db:
+            store, _ = _store(db, lease_clock="caller")
+            await store.create(make_run(id="r1"))
+            await store.claim("w1", T0, LEASE, 1, {WF})
+            await store.heartbeat("r1", "w1", T0 + timedelta(seconds=20), LEASE)
+            renewed = await store.get("r1")
+            assert renewed is not None and renewed.lease is not None
+            assert renewed.lease.expires_at == T0 + timedelta(seconds=50)
+
+    asyncio.run(scenario())

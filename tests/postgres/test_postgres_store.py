@@ -95,3 +95,26 @@ async def test_a_worker_whose_clock_runs_ahead_does_not_steal_a_fresh_lease() ->
         await store.close()
         await by_caller.close()
         await drop_table(table)
+
+
+async def test_a_heartbeat_renews_by_the_servers_clock() -> None:
+    """A worker whose clock lags 60 s still renews for a full lease (by ``now()``)."""
+    from datetime import timedelta
+
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(server_url(), table=table)
+    try:
+        real = datetime.now(UTC)
+        await store.create(_run("r1", status="running", next_run_at=real - timedelta(seconds=1)))
+        await store.claim("w1", real, 30, 1, {"wf"})
+        behind = real - timedelta(seconds=60)
+        assert await store.heartbeat("r1", "w1", behind, 30) == "running"
+        renewed = await store.get("r1")
+        assert renewed is not None and renewed.lease is not None
+        expires = renewed.lease.expires_at
+        # now() + 30 s, not the lagging worker's now + 30 s (which had passed already).
+        assert real + timedelta(seconds=29) < expires < datetime.now(UTC) + timedelta(seconds=31)
+        assert await store.claim("w2", real + timedelta(seconds=5), 30, 1, {"wf"}) == []
+    finally:
+        await store.close()
+        await drop_table(table)
