@@ -113,7 +113,7 @@ Optional operations
         the expiry a claim or a patch writes). ``use_caller_clock()``
         switches it to ``"caller"``
         (the rule above, with ``now``): an engine whose clock moves only when
-        told (``FakeClock``) calls it when its worker starts, and the
+        told (``FakeClock``) calls it when it is built, and the
         conformance suite runs stores in that mode.
 
 Patches

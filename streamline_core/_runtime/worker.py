@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import heapq
-import inspect
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -62,15 +61,6 @@ class Worker:
         # the worker polls each time time moves instead of every poll interval.
         subscribe = getattr(self._rt.clock, "subscribe", None)
         self._unsubscribe = subscribe(self.wake) if callable(subscribe) else None
-        # A store that judges lease expiry by its database's clock would
-        # ignore such a clock's time: have it judge by the now we pass.
-        use_caller_clock = getattr(self._rt.io, "use_caller_clock", None)
-        if (
-            self._unsubscribe is not None
-            and callable(use_caller_clock)
-            and not inspect.iscoroutinefunction(use_caller_clock)
-        ):
-            use_caller_clock()
         # A store that can tell when runs become due (the optional Store
         # operation ``wait_for_work``: LISTEN/NOTIFY, change streams) cuts an
         # idle worker's pickup from a poll interval to a round trip.
