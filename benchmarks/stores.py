@@ -28,9 +28,9 @@ class CountingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def create(self, run: Any) -> Any:
+    async def create(self, run: Any, **kwargs: Any) -> Any:
         self.writes += 1
-        return await self.inner.create(run)
+        return await self.inner.create(run, **kwargs)
 
     async def transition(self, *args: Any, **kwargs: Any) -> Any:
         self.writes += 1

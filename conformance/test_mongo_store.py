@@ -92,7 +92,7 @@ class MongoStoreHarness(StoreHarness):
         from mongomock_motor import AsyncMongoMockClient
 
         db = AsyncMongoMockClient(tz_aware=True)[name]
-        store = MongoStore(_YieldingDatabase(db))  # type: ignore[arg-type]
+        store = MongoStore(_YieldingDatabase(db), lease_clock="caller")  # type: ignore[arg-type]
         self._handles()[id(store)] = _Handle(db, name, live=False, owner=True)
         return store
 
@@ -100,7 +100,9 @@ class MongoStoreHarness(StoreHarness):
         first = self._handles()[id(store)]
         if first.live:
             return self._live(first.name, owner=False)
-        return MongoStore(_YieldingDatabase(first.source))  # type: ignore[arg-type]
+        return MongoStore(  # type: ignore[arg-type]
+            _YieldingDatabase(first.source), lease_clock="caller"
+        )
 
     async def corrupt_document(self, store: Store, run_id: str) -> None:
         assert isinstance(store, MongoStore)
@@ -119,7 +121,8 @@ class MongoStoreHarness(StoreHarness):
         from pymongo import AsyncMongoClient
 
         client: Any = AsyncMongoClient(LIVE_URL, tz_aware=True)
-        store = MongoStore(client[name])
+        # The suite decides expiry with the `now` it passes: the caller's clock.
+        store = MongoStore(client[name], lease_clock="caller")
         self._handles()[id(store)] = _Handle(client, name, live=True, owner=owner)
         return store
 

@@ -29,13 +29,16 @@ class PostgresStoreHarness(StoreHarness):
     capabilities = Capabilities(second_handle=True, corrupt_documents=True)
 
     async def make_store(self) -> Store:
-        store = PostgresStore(server_url(), table=fresh_table("runs"), max_size=12)
+        # The suite decides expiry with the `now` it passes: the caller's clock.
+        store = PostgresStore(
+            server_url(), table=fresh_table("runs"), max_size=12, lease_clock="caller"
+        )
         self._owners().add(id(store))
         return store
 
     async def another_handle(self, store: Store) -> Store:
         assert isinstance(store, PostgresStore)
-        return PostgresStore(server_url(), table=store.table, max_size=12)
+        return PostgresStore(server_url(), table=store.table, max_size=12, lease_clock="caller")
 
     async def corrupt_document(self, store: Store, run_id: str) -> None:
         assert isinstance(store, PostgresStore)

@@ -6,9 +6,9 @@ This docstring is the normative contract. A backend is correct when it keeps
 every rule below; ``streamline_testing.conformance`` checks each of them.
 
 Operations are *semantic* (claim, transition, heartbeat), never "run this
-query". Time is always passed in by the engine (``now``): a store never reads
-a clock of its own, so fake clocks in tests and the conformance suite control
-expiry exactly.
+query". Time is passed in by the engine (``now``), so fake clocks in tests and
+the conformance suite control expiry exactly; the one exception is a store
+that judges lease expiry by its database's clock (``lease_clock``, below).
 
 Documents
     A run is stored as the fields of :class:`~streamline_core.run.WorkflowRun`
@@ -18,15 +18,17 @@ Documents
     with at least millisecond precision.
 
 Required operations
-    ``create(run) -> (run, created)``
+    ``create(run, *, write_id=None) -> (run, created)``
         Insert atomically. When ``run.idempotency_key`` is set and an *active*
         (``draft``/``running``/``waiting``) run with the same
         ``(workflow_id, tenant_id, idempotency_key)`` exists, insert nothing
         and return ``(that_run, False)``. Race-safe: of N concurrent creates
         with one key exactly one inserts. Creating an id that exists raises
-        ``ConflictError``. Keys constrain ``create`` only: a ``transition``
-        never fails because of an idempotency key (the engine itself refuses
-        to revive a run whose key another active run holds).
+        ``ConflictError`` — unless the stored run is this create's own write
+        (same ``write_id``, see below): then ``(stored, True)``. Keys
+        constrain ``create`` only: a ``transition`` never fails because of an
+        idempotency key (the engine refuses to revive a run whose key another
+        active run holds).
     ``get(run_id) -> run | None``
         One run, read consistently (never a half-applied write).
     ``claim(worker, now, lease_for, limit, workflows, tenant_id=None) -> [run]``
@@ -65,6 +67,19 @@ Required operations
         ``RunNotFound`` as ``WorkflowNotFoundError``. The write is all or
         nothing. This is the fencing token: a worker whose lease was taken
         over can never write again.
+    ``write_id`` (``create`` and ``transition``, keyword, optional)
+        An id the caller gives one logical write, and repeats when it sends
+        that write again because the answer to the first attempt was lost (a
+        network error or timeout after sending). The store remembers the
+        write id of the write that produced each run's stored revision (in
+        the same write: no extra round trip). A store that recognises its own
+        applied write returns the stored run instead of refusing the repeat:
+        a ``transition`` whose stored revision is ``expected_revision + 1``
+        with this ``write_id`` returns the run as stored, a ``create`` whose
+        run is stored, unchanged since, with this ``write_id`` returns
+        ``(stored, True)``. Once a later write (a claim, any transition) moved
+        the run on, the repeat is refused as before. ``None``: nothing to
+        recognise (a store may still use ids of its own internally).
     ``heartbeat(run_id, owner, now, lease_for) -> RunStatus``
         If ``lease.owner == owner``, set ``lease.expires_at = now +
         lease_for`` and return the run's status (so the worker learns of a
@@ -86,7 +101,20 @@ Optional operations
         ``LISTEN/NOTIFY``, MongoDB change streams): an idle worker under a
         real clock awaits it beside its poll delay, and still claims with its
         own ``now``; a missed notification costs at most one poll interval.
-        It must be safe to cancel.
+        It must be safe to cancel. Where the store cannot push (a standalone
+        MongoDB), it sleeps ``timeout`` and returns ``False``.
+    ``lease_clock`` (``"server"`` or ``"caller"``) and ``use_caller_clock()``
+        A store whose database has a clock of its own may judge, in
+        ``claim``, whether a lease expired by that clock (``"server"``:
+        ``lease.expires_at <=`` the database's now, whatever ``now`` says),
+        so a worker whose clock runs ahead never takes a live lease early;
+        its ``heartbeat`` then sets ``expires_at`` to the database's now +
+        ``lease_for``. Everything else keeps the caller's ``now`` (due times,
+        the expiry a claim or a patch writes). ``use_caller_clock()``
+        switches it to ``"caller"``
+        (the rule above, with ``now``): an engine whose clock moves only when
+        told (``FakeClock``) calls it when it is built, and the
+        conformance suite runs stores in that mode.
 
 Patches
     A patch maps a dotted path to its new value: a top-level field
@@ -108,13 +136,12 @@ Errors
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
-from typing import Any, Final, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
+from streamline_core._document_patch import UNSET, apply_patch, clone_document
 from streamline_core._json import json_equal
 from streamline_core.run import RunPage, RunStatus, WorkflowRun
 
@@ -132,24 +159,6 @@ __all__ = [
     "sort_key",
 ]
 
-
-class _Unset:
-    _instance: _Unset | None = None
-
-    def __new__(cls) -> _Unset:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-    def __reduce__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Final = _Unset()
-"""Patch value that removes a key (``$unset`` on Mongo)."""
 
 SortKey = Literal["created_at", "-created_at", "updated_at", "-updated_at"]
 
@@ -226,7 +235,9 @@ class RunQuery:
 class Store(Protocol):
     """The operations the engine needs from a backend; see the module docstring."""
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run``, or return the active run holding its idempotency key."""
         ...
 
@@ -252,6 +263,8 @@ class Store(Protocol):
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run; returns the run as stored."""
         ...
@@ -277,68 +290,6 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release resources; idempotent."""
         ...
-
-
-def clone_document(value: Any) -> Any:
-    """Deep copy of document data (dicts, lists, immutable scalars and datetimes).
-
-    Several times faster than ``copy.deepcopy`` for run documents, which hold
-    nothing else; other objects are copied with ``copy.deepcopy``.
-    """
-    t = type(value)
-    if t is dict:
-        return {k: clone_document(v) for k, v in value.items()}
-    if t is list:
-        return [clone_document(v) for v in value]
-    if t in _IMMUTABLE or isinstance(value, _IMMUTABLE_TYPES):
-        return value
-    return copy.deepcopy(value)
-
-
-_IMMUTABLE = frozenset({str, int, float, bool, type(None), datetime})
-_IMMUTABLE_TYPES = (str, int, float, datetime, Enum)  # and their subclasses (StrEnum statuses)
-
-
-def apply_patch(
-    doc: dict[str, Any], patch: Mapping[str, Any], *, copy_values: bool = True
-) -> dict[str, Any]:
-    """Apply ``patch`` to ``doc`` in place (and return it), for whole-document stores.
-
-    Values are deep-copied so the caller's patch never aliases the stored
-    document (``copy_values=False`` when the caller built them fresh). Raises
-    ``IndexError`` for a list index past the end and ``KeyError`` for a path
-    that cannot exist (an element to unset, a key under a null or a scalar);
-    a missing intermediate key is created as an empty object.
-    """
-    clone = clone_document if copy_values else _same
-    for path, value in patch.items():
-        parts = path.split(".")
-        target: Any = doc
-        for part in parts[:-1]:
-            if isinstance(target, list):
-                target = target[int(part)]
-            elif isinstance(target, dict):
-                target = target.setdefault(part, {})
-            else:  # e.g. "lease.expires_at" while the lease is null
-                raise KeyError(
-                    f"cannot set {path!r}: {part!r} lies under a {type(target).__name__}"
-                )
-        if not isinstance(target, (dict, list)):
-            raise KeyError(f"cannot set {path!r}: its parent is a {type(target).__name__}")
-        last = parts[-1]
-        if isinstance(target, list):
-            if value is UNSET:
-                raise KeyError(f"cannot unset list element {path!r}")
-            target[int(last)] = clone(value)
-        elif value is UNSET:
-            target.pop(last, None)
-        else:
-            target[last] = clone(value)
-    return doc
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def sort_key(query: RunQuery) -> tuple[str, bool]:

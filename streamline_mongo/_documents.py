@@ -10,7 +10,7 @@ keeps, on MongoDB and on mongomock alike:
 * enum members become their plain values (mongomock would otherwise keep the
   Python enum object, MongoDB the string).
 
-Three fields are the store's own; readers ignore them:
+Four fields are the store's own; readers ignore them:
 
 * ``holds_idempotency_key: true`` marks a run that was created active with an
   idempotency key and has not ended since. The partial unique index that
@@ -25,6 +25,10 @@ Three fields are the store's own; readers ignore them:
   a write's answer is lost (a network error after sending, a write-concern
   timeout), the store reads the run back: our ``write_id`` at the revision
   we expected to produce means the write was applied.
+* ``output_of_step: i`` stands for ``output``: the run's final output is
+  the output of its step ``i`` (the last one), so it is stored once, in
+  ``steps.i.output``, and read back into ``output`` (:func:`run_from_mongo`).
+  A run's largest final output is then MongoDB's 16 MB, not half of it.
 
 Values BSON cannot hold are refused here with ``ValidationError``, the same
 way on both backends (mongomock raises ``TypeError`` for a non-string key
@@ -51,6 +55,7 @@ __all__ = [
     "KEY_HOLD",
     "ACTIVE_MARK",
     "WRITE_MARK",
+    "OUTPUT_OF_STEP",
     "STORE_FIELDS",
     "to_storage",
     "from_storage",
@@ -68,7 +73,10 @@ ACTIVE_MARK = "is_active"
 WRITE_MARK = "write_id"
 """Store-internal field: the id of the write that produced the stored revision."""
 
-STORE_FIELDS = frozenset({KEY_HOLD, ACTIVE_MARK, WRITE_MARK})
+OUTPUT_OF_STEP = "output_of_step"
+"""Store-internal field: ``output`` is the output of this step (by index), stored there only."""
+
+STORE_FIELDS = frozenset({KEY_HOLD, ACTIVE_MARK, WRITE_MARK, OUTPUT_OF_STEP})
 """Fields the store manages itself; never part of a patch."""
 
 
@@ -140,4 +148,10 @@ _ACTIVE_VALUES = frozenset({"draft", "running", "waiting"})
 
 def run_from_mongo(doc: Mapping[str, Any]) -> WorkflowRun:
     """A run from a stored document; an invalid one raises ``DataCorruptionError``."""
-    return run_from_document(from_storage(dict(doc)))
+    plain = from_storage(dict(doc))
+    step = plain.pop(OUTPUT_OF_STEP, None)
+    if type(step) is int:
+        steps = plain.get("steps")
+        if isinstance(steps, list) and 0 <= step < len(steps) and isinstance(steps[step], dict):
+            plain["output"] = steps[step].get("output")
+    return run_from_document(plain)

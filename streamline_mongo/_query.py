@@ -15,7 +15,7 @@ are checked too (:func:`check_run_id`, :func:`check_key`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from streamline_core.errors import ValidationError
@@ -139,8 +139,22 @@ def free_filter(base: Document) -> Document:
     return {**base, "lease": None}
 
 
-def expired_filter(base: Document, now: datetime) -> Document:
-    """Claimable runs whose lease expired (the ones a takeover may concern)."""
+SERVER_NOW_EXPIRED: Document = {"$expr": {"$lte": ["$lease.expires_at", "$$NOW"]}}
+"""``lease.expires_at <= the server's clock`` (``$$NOW``, MongoDB 4.2+)."""
+
+_ANY_DATE = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def expired_filter(base: Document, now: datetime, *, server_clock: bool = False) -> Document:
+    """Claimable runs whose lease expired (the ones a takeover may concern).
+
+    With ``server_clock`` the expiry is judged by the server's clock
+    (``$$NOW``), not ``now``; the range on ``lease.expires_at`` keeps the
+    expired-lease index in use and leaves out runs without a lease (an
+    aggregation comparison ranks a missing value below every date).
+    """
+    if server_clock:
+        return {**base, "lease.expires_at": {"$gte": _ANY_DATE}, **SERVER_NOW_EXPIRED}
     return {**base, "lease.expires_at": {"$lte": to_storage(now)}}
 
 

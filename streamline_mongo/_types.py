@@ -12,7 +12,7 @@ Only methods whose behaviour matches between MongoDB and mongomock are listed
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pymongo.write_concern import WriteConcern
@@ -41,7 +41,7 @@ class MongoCollection(Protocol):
     async def find_one_and_update(
         self,
         filter: Mapping[str, Any],
-        update: Mapping[str, Any],
+        update: Mapping[str, Any] | Sequence[Mapping[str, Any]],
         projection: Mapping[str, Any] | None = None,
         sort: Any = None,
         upsert: bool = False,
@@ -59,6 +59,8 @@ class MongoCollection(Protocol):
     async def create_index(self, keys: Any, **kwargs: Any) -> str: ...
 
     async def drop_index(self, index_or_name: Any, **kwargs: Any) -> None: ...
+
+    def watch(self, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class MongoDatabase(Protocol):

@@ -28,7 +28,7 @@ from pydantic import BaseModel, TypeAdapter
 from streamline_core.run import WorkflowRun
 from streamline_core.store import UNSET
 
-from ._documents import ACTIVE_MARK, KEY_HOLD, STORE_FIELDS, WRITE_MARK, to_storage
+from ._documents import ACTIVE_MARK, KEY_HOLD, OUTPUT_OF_STEP, STORE_FIELDS, WRITE_MARK, to_storage
 from ._query import ACTIVE
 from ._types import Document
 
@@ -47,7 +47,16 @@ def update_for_patch(patch: Mapping[str, Any], write_id: str | None = None) -> D
     """
     to_set: Document = {}
     to_unset: Document = {}
+    shared = _output_step(patch)
     for path, value in patch.items():
+        if path == "output":
+            # The final output is the last step's, written in the same patch:
+            # store it once (in the step) and point at it.
+            if shared is not None:
+                to_unset["output"] = ""
+                to_set[OUTPUT_OF_STEP] = shared
+                continue
+            to_unset[OUTPUT_OF_STEP] = ""
         if value is UNSET:
             to_unset[path] = ""
         else:
@@ -66,6 +75,23 @@ def update_for_patch(patch: Mapping[str, Any], write_id: str | None = None) -> D
         update["$unset"] = to_unset
     update["$inc"] = {"revision": 1}
     return update
+
+
+def _output_step(patch: Mapping[str, Any]) -> int | None:
+    """The index ``i`` when ``patch`` ends the run with ``output`` being ``steps.i``'s output."""
+    output = patch.get("output")
+    if output is None or patch.get("status") != "done":
+        return None
+    for path, value in patch.items():
+        if (
+            path.startswith("steps.")
+            and isinstance(value, Mapping)
+            and value.get("output") is output
+        ):
+            index = path[6:]
+            if index.isdigit():
+                return int(index)
+    return None
 
 
 def _without_none(annotation: Any) -> Any:

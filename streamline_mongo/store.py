@@ -25,8 +25,13 @@ the expected revision + 1 means the write was applied, and its result is
 returned instead of an error (or, when even that read fails, on the caller's
 retry of the same write: same run, revision and owner).
 
+Lease expiry is judged by the server's clock (``$$NOW`` in the claim's
+filters) unless the store judges by the caller's ``now``
+(``lease_clock="caller"``, always on mongomock, which has no ``$$NOW``).
+
 Only operations that behave the same on MongoDB and on mongomock are used
-(DESIGN.md §8; the full list of differences is in docs/mongo.md).
+(DESIGN.md §8; the full list of differences is in docs/mongo.md), ``$$NOW``
+aside: the tests emulate it in a proxy.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import pymongo
 from pymongo import ReadPreference, ReturnDocument
@@ -76,6 +81,7 @@ from ._query import (
 )
 from ._types import Document, MongoCollection, MongoDatabase
 from ._update import index_guards, list_index_paths, patch_problem, update_for_patch
+from ._wakeups import ChangeWatcher
 
 if TYPE_CHECKING:
     from pymongo import AsyncMongoClient
@@ -133,6 +139,14 @@ class MongoStore:
             without index privileges, with indexes made by a deploy job.
         commit_quorum: ``commitQuorum`` of index builds on a replica set,
             when given (e.g. ``"majority"``, or ``1`` during maintenance).
+        lease_clock: ``"server"``: a claim judges whether a lease expired
+            by the server's clock (``$$NOW``), so a worker whose clock runs
+            ahead never takes a live lease over early. ``"caller"``: by the
+            ``now`` the engine passes, as every store does without a clock
+            of its own. ``None`` (the default): ``"server"``, except on
+            mongomock (no ``$$NOW``), where it is ``"caller"``. An engine on a clock that moves
+            only when told (``FakeClock``) switches its store to ``"caller"``
+            (:meth:`use_caller_clock`).
 
     The engine's own indexes (idempotency, claim, tenant, event waits, hook
     tokens) are created on the first ``create``/``claim`` if missing;
@@ -148,9 +162,15 @@ class MongoStore:
         timeout: float | None = None,
         auto_indexes: bool = True,
         commit_quorum: int | str | None = None,
+        lease_clock: Literal["server", "caller"] | None = None,
     ) -> None:
         if timeout is not None and not timeout > 0:
             raise ValidationError(f"timeout must be positive seconds or None, not {timeout!r}")
+        if lease_clock not in ("server", "caller", None):
+            raise ValidationError(f"lease_clock must be 'server' or 'caller', not {lease_clock!r}")
+        self._server_clock = lease_clock == "server" or (
+            lease_clock is None and not _is_mongomock(db)
+        )
         self._db = db
         self._name = collection
         self._timeout = timeout
@@ -168,6 +188,7 @@ class MongoStore:
         self._closed = False
         self._core_ready = False
         self._core_lock: asyncio.Lock | None = None
+        self._watcher = ChangeWatcher(self._collection)
 
     @classmethod
     def _owning(
@@ -180,6 +201,19 @@ class MongoStore:
 
     def __repr__(self) -> str:
         return f"MongoStore({self._db.name}.{self._name})"
+
+    @property
+    def lease_clock(self) -> Literal["server", "caller"]:
+        """Whose clock a claim judges lease expiry by (see the constructor)."""
+        return "server" if self._server_clock else "caller"
+
+    def use_caller_clock(self) -> None:
+        """Judge lease expiry by the ``now`` each claim is given from here on.
+
+        Called by an engine whose clock moves only when told (``FakeClock``):
+        the server's clock would ignore that time.
+        """
+        self._server_clock = False
 
     @property
     def collection(self) -> Any:
@@ -271,8 +305,13 @@ class MongoStore:
 
     # Store protocol
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run``, or return the active run that holds its idempotency key.
+
+        ``write_id`` (a fresh one when ``None``) is stored with the run: a
+        repeat of this create finds it and returns ``(stored, True)``.
 
         Raises:
             ConflictError: A run with this id exists.
@@ -285,7 +324,7 @@ class MongoStore:
         keyed = run.idempotency_key is not None
         if keyed and doc["status"] in ACTIVE:
             doc[KEY_HOLD] = True  # take the key in the partial unique index
-        write_id = _new_write_id()
+        write_id = write_id or _new_write_id()
         doc[WRITE_MARK] = write_id
         refused_by: str | None = None
         lost_answer = False
@@ -414,7 +453,7 @@ class MongoStore:
         """Lease runs into ``leased`` (by id) until ``limit`` or none is left."""
         with self._call("read expired leases"):
             expired = await self._collection.find(
-                expired_filter(base, now),
+                expired_filter(base, now, server_clock=self._server_clock),
                 projection=_EXPIRED_PROJECTION,
                 sort=CLAIM_ORDER,
                 limit=limit,
@@ -468,7 +507,7 @@ class MongoStore:
         with self._call("lease a run", candidate["_id"]):
             doc: Document | None = await self._collection.find_one_and_update(
                 {
-                    **expired_filter(base, now),
+                    **expired_filter(base, now, server_clock=self._server_clock),
                     "_id": candidate["_id"],
                     "revision": candidate.get("revision"),
                 },
@@ -497,8 +536,14 @@ class MongoStore:
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run; returns the run as now stored.
+
+        ``write_id`` (else the id remembered from a lost answer, else a fresh
+        one) is stored with the new revision: a repeat of an applied write
+        returns the run as stored.
 
         Raises:
             WorkflowNotFoundError: No run has this id.
@@ -515,7 +560,7 @@ class MongoStore:
         key = (run_id, expected_revision, owner)
         # The retry of a write whose answer was lost reuses its id, so that
         # the refusal below recognises the write as already applied.
-        write_id = self._lost.get(key) or _new_write_id()
+        write_id = write_id or self._lost.get(key) or _new_write_id()
         problem = patch_problem(patch)
         if problem is None:
             cas: Document = {"_id": run_id, "revision": expected_revision}
@@ -619,6 +664,10 @@ class MongoStore:
 
         A heartbeat gets at most a third of the lease: one that takes longer
         is late anyway, and the next one must still find the lease alive.
+        With ``lease_clock="server"`` the new expiry is the server's clock
+        plus ``lease_for`` (``$$NOW`` in an update pipeline), the clock claims
+        judge it by, so a renewal lasts ``lease_for`` whatever the worker's
+        clock says.
 
         Raises:
             LeaseLostError: ``owner`` does not hold the lease, or the run does not exist.
@@ -628,10 +677,16 @@ class MongoStore:
         bound = lease_for / 3 if lease_for > 0 else None
         if self._timeout is not None:
             bound = self._timeout if bound is None else min(bound, self._timeout)
+        renewal: Any
+        if self._server_clock:
+            later = {"$add": ["$$NOW", round(lease_for * 1000)]}  # milliseconds
+            renewal = [{"$set": {"lease.expires_at": later}}]
+        else:
+            renewal = {"$set": {"lease.expires_at": to_storage(now + timedelta(seconds=lease_for))}}
         with self._call("extend a lease", run_id, timeout=bound):
             doc = await self._collection.find_one_and_update(
                 {"_id": run_id, "lease.owner": owner},
-                {"$set": {"lease.expires_at": to_storage(now + timedelta(seconds=lease_for))}},
+                renewal,
                 projection={"status": 1},
                 return_document=ReturnDocument.AFTER,
             )
@@ -681,14 +736,39 @@ class MongoStore:
             result = await self._collection.delete_many(where)
         return int(result.deleted_count)
 
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a run to become claimable and due.
+
+        The optional Store operation an idle worker awaits beside its poll
+        delay. On a replica set a task of the store watches the collection
+        with a change stream (opened on first use, reopened after a failure)
+        and wakes the waiters when a write leaves a run active, unleased,
+        unpaused and due by the server's clock. On a standalone server (no
+        change streams) it sleeps ``timeout`` and returns ``False``: polling
+        is the path there. A hint only; safe to cancel.
+
+        Returns:
+            Whether a write made a run due (``False`` on timeout).
+        """
+        return await self._watcher.wait(timeout)
+
     async def close(self) -> None:
         """Close the client if this store created it (``from_url``); idempotent."""
         if self._closed:
             return
         self._closed = True
+        await self._watcher.close()
         if self._owned_client is not None:
             with translated("close the client"):
                 await self._owned_client.close()
+
+
+def _is_mongomock(db: Any) -> bool:
+    """Whether ``db`` (or its client) is mongomock's, which has no ``$$NOW``."""
+    for obj in (db, getattr(db, "client", None)):
+        if any(k.__module__.startswith("mongomock") for k in type(obj).__mro__):
+            return True
+    return False
 
 
 def _missing_element(doc: Mapping[str, Any], patch: Mapping[str, Any]) -> str | None:

@@ -28,8 +28,11 @@ the write committed, and its result is returned instead of an error; when
 even that read fails, the id is remembered and recognised on the caller's
 retry of the same write (same run, revision and owner).
 
-Time is the engine's ``now``: lease expiry and due times are compared with
-the ``now`` a claim is given, never the server's clock.
+Time: due times are compared with the ``now`` a claim is given. Lease
+expiry is judged by the server's clock (``now()``) unless the store was
+built with ``lease_clock="caller"`` (or an engine on a fake clock switched
+it): then by that ``now`` too. Expiry instants are written from the
+engine's ``now`` (claims, heartbeats and commits alike).
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -107,6 +110,12 @@ class PostgresStore:
         max_size: Most connections the owned pool opens.
         timeout: Seconds to wait for a connection (and for the first one to
             open) before ``StoreUnavailableError``.
+        lease_clock: ``"server"`` (the default): a claim judges whether a
+            lease expired by the server's clock (``now()``), so a worker whose
+            clock runs ahead never takes a live lease over early. ``"caller"``:
+            by the ``now`` the engine passes. An engine on a clock that moves
+            only when told (``FakeClock``) switches its store to ``"caller"``
+            (:meth:`use_caller_clock`).
 
     Raises:
         ValueError: ``table`` is not a plain identifier.
@@ -120,7 +129,11 @@ class PostgresStore:
         min_size: int = 1,
         max_size: int = 10,
         timeout: float = 10.0,
+        lease_clock: Literal["server", "caller"] = "server",
     ) -> None:
+        if lease_clock not in ("server", "caller"):
+            raise ValueError(f"lease_clock must be 'server' or 'caller', not {lease_clock!r}")
+        self._server_clock = lease_clock == "server"
         self._table = check_table_name(table)
         self._t = quote(table)
         self._channel = channel_for(table)
@@ -152,6 +165,19 @@ class PostgresStore:
     def __repr__(self) -> str:
         return f"PostgresStore(table={self._table!r})"
 
+    @property
+    def lease_clock(self) -> Literal["server", "caller"]:
+        """Whose clock a claim judges lease expiry by (see the constructor)."""
+        return "server" if self._server_clock else "caller"
+
+    def use_caller_clock(self) -> None:
+        """Judge lease expiry by the ``now`` each claim is given from here on.
+
+        Called by an engine whose clock moves only when told (``FakeClock``):
+        the server's clock would ignore that time.
+        """
+        self._server_clock = False
+
     def _build_sql(self) -> None:
         t = self._t
         self._get_sql = f"SELECT doc::text FROM {t} WHERE id = %s"
@@ -177,11 +203,20 @@ SELECT true, doc FROM inserted UNION ALL SELECT false, doc FROM holder"""
             f"UPDATE {t} SET doc = jsonb_set(doc, '{{lease,expires_at}}', to_jsonb(%s::text)) "
             "WHERE id = %s AND lease_owner = %s RETURNING status"
         )
+        # By the server's clock: now() + lease_for, written as the ISO text the
+        # run model reads (UTC, microseconds).
+        self._heartbeat_server_sql = (
+            f"UPDATE {t} SET doc = jsonb_set(doc, '{{lease,expires_at}}', to_jsonb(to_char("
+            "(now() + make_interval(secs => %s)) AT TIME ZONE 'UTC', "
+            '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\'))) '
+            "WHERE id = %s AND lease_owner = %s RETURNING status"
+        )
         claim = f"""
 WITH picked AS (
     SELECT id FROM {t}
     WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND next_run_at <= %(now)s
-      AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s) AND {{workflow}}{{tenant}}
+      AND (lease_expires_at IS NULL OR lease_expires_at <= {{expired_by}})
+      AND {{workflow}}{{tenant}}
     ORDER BY priority DESC, next_run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
@@ -200,13 +235,17 @@ RETURNING r.id, r.doc::text"""
             "(workflow_id, workflow_version) IN "
             "(SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[]))"
         )
+        # Lease expiry by the server's clock (now(): this statement's start)
+        # or by the caller's now; due times always by the caller's.
         self._claim_sql = {
-            (versioned, tenant): claim.format(
+            (versioned, tenant, server): claim.format(
                 workflow=by_version if versioned else by_name,
                 tenant=" AND tenant_id = %(tenant)s" if tenant else "",
+                expired_by="now()" if server else "%(now)s",
             )
             for versioned in (False, True)
             for tenant in (False, True)
+            for server in (False, True)
         }
 
     # Connections and schema.
@@ -285,8 +324,13 @@ RETURNING r.id, r.doc::text"""
 
     # Writes.
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run``, or return the active run holding its idempotency key.
+
+        ``write_id`` (a fresh one when ``None``) is stored in the row: a
+        repeat of this create finds it and returns ``(stored, True)``.
 
         Returns:
             ``(run as stored, True)``, or ``(existing active run, False)``.
@@ -297,7 +341,7 @@ RETURNING r.id, r.doc::text"""
             DataCorruptionError: A value cannot be stored as JSON.
         """
         text = encode_run(run)
-        write_id = self._lost_creates.get(run.id) or _write_id()
+        write_id = write_id or self._lost_creates.get(run.id) or _write_id()
         key = run.idempotency_key
         hold = key if key is not None and run.status.value in ACTIVE else None
         try:
@@ -388,7 +432,7 @@ RETURNING r.id, r.doc::text"""
             params["versions"] = [v for _, v in pairs]
         else:
             params["names"] = list(workflows)
-        sql = self._claim_sql[(versioned, tenant_id is not None)]
+        sql = self._claim_sql[(versioned, tenant_id is not None, self._server_clock)]
         rows = await self._fetchall("claim runs", sql, params)
         return leased_runs([(r[0], r[1]) for r in rows], _load_leased)
 
@@ -398,8 +442,14 @@ RETURNING r.id, r.doc::text"""
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run in one conditional UPDATE.
+
+        ``write_id`` (else the id remembered from a lost answer, else a fresh
+        one) is stored in the row: a repeat of an applied write returns the
+        run as stored.
 
         Raises:
             WorkflowNotFoundError: No such run.
@@ -410,7 +460,7 @@ RETURNING r.id, r.doc::text"""
         """
         check_patch(patch, run_id)
         key = (run_id, expected_revision, owner)
-        write_id = self._lost.get(key) or _write_id()
+        write_id = write_id or self._lost.get(key) or _write_id()
         built = patch_sql(patch, expected_revision + 1, run_id)
         # A run that ends, or changes its key, gives up its hold on the key
         # for good: a later create may take it, and reviving the run later
@@ -450,7 +500,7 @@ RETURNING r.id, r.doc::text"""
         if found is None:
             raise WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
         revision, lease_owner, stored_write, doc = found
-        if revision == expected_revision + 1 and stored_write == write_id and key in self._lost:
+        if revision == expected_revision + 1 and stored_write == write_id:
             self._lost.pop(key, None)  # our earlier attempt, whose answer was lost, committed
             return load_run(doc)
         if revision != expected_revision:
@@ -471,13 +521,21 @@ RETURNING r.id, r.doc::text"""
     ) -> RunStatus:
         """Extend ``owner``'s lease to ``now + lease_for``; the revision stays.
 
+        With ``lease_clock="server"`` the expiry is the server's ``now()`` plus
+        ``lease_for``: the clock claims judge it by.
+
         Raises:
             LeaseLostError: ``owner`` does not hold the lease, or no such run.
         """
-        expires = (now + timedelta(seconds=lease_for)).isoformat()
-        row = await self._fetchone(
-            "renew a lease", run_id, self._heartbeat_sql, (expires, run_id, owner)
-        )
+        params: tuple[Any, ...]
+        if self._server_clock:
+            # Renewed by the clock claims judge it by: it lasts lease_for
+            # whatever this worker's clock says.
+            sql, params = self._heartbeat_server_sql, (float(lease_for), run_id, owner)
+        else:
+            expires = (now + timedelta(seconds=lease_for)).isoformat()
+            sql, params = self._heartbeat_sql, (expires, run_id, owner)
+        row = await self._fetchone("renew a lease", run_id, sql, params)
         if row is None:
             raise LeaseLostError(f"{owner!r} does not hold run {run_id!r}", run_id=run_id)
         try:

@@ -26,6 +26,8 @@ __all__ = [
     "micros",
     "stored_values",
     "changed_columns",
+    "with_write_id",
+    "own_write",
 ]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -324,4 +326,26 @@ def load_run(text: str | bytes) -> WorkflowRun:
         doc = json.loads(text)
     except ValueError:
         raise DataCorruptionError("stored run document is not valid JSON") from None
+    return run_from_document(doc)
+
+
+WRITE_ID_KEY = "_write_id"
+"""The document key holding the id of the write that produced the stored revision."""
+
+
+def with_write_id(text: str, write_id: str | None) -> str:
+    """``text`` (a JSON object) with ``write_id`` under :data:`WRITE_ID_KEY` (readers ignore it)."""
+    if write_id is None:
+        return text
+    return f"{text[:-1]},{json.dumps(WRITE_ID_KEY)}:{json.dumps(write_id)}}}"
+
+
+def own_write(text: str, write_id: str) -> WorkflowRun | None:
+    """The stored run, when ``text`` was written by the write ``write_id``."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get(WRITE_ID_KEY) != write_id:
+        return None
     return run_from_document(doc)

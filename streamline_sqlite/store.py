@@ -113,7 +113,9 @@ from streamline_sqlite._codec import (
     encode_run,
     load_run,
     micros,
+    own_write,
     stored_values,
+    with_write_id,
 )
 from streamline_sqlite._file import FileIdentity
 from streamline_sqlite._query import after_cursor, dicts_match, order_by, where
@@ -136,6 +138,7 @@ _INSERT = (
     f"VALUES (?, {', '.join('?' for _ in COLUMNS)}, ?)"
 )
 _SELECT_FOR_UPDATE = f"SELECT doc, {', '.join(COLUMNS)} FROM runs WHERE id = ?"
+_SELECT_WRITE_ID = "SELECT json_extract(doc, '$._write_id'), revision, doc FROM runs WHERE id = ?"
 _REVISION = COLUMNS.index("revision")
 _LEASE_OWNER = COLUMNS.index("lease_owner")
 
@@ -428,7 +431,9 @@ class SQLiteStore:
 
     # Writes: each is one job on the writer thread, run inside a group-commit transaction.
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run``, or return the active run holding its idempotency key.
 
         Returns:
@@ -436,11 +441,12 @@ class SQLiteStore:
             an active run of the same workflow and tenant has the key.
 
         Raises:
-            ConflictError: A run with this id exists.
+            ConflictError: A run with this id exists (and is not this
+                ``write_id``'s own create, repeated).
         """
         text = encode_run(run)
         stored = load_run(text)  # as a later read will see it
-        row = (stored.id, *columns(stored), text)
+        row = (stored.id, *columns(stored), with_write_id(text, write_id))
         key = stored.idempotency_key
         by_key = (
             stored.workflow_id,
@@ -461,6 +467,10 @@ class SQLiteStore:
             except sqlite3.IntegrityError:
                 # The primary key is the only unique constraint; SQLite undid
                 # the failed INSERT alone.
+                if write_id is not None:
+                    found = conn.execute(_SELECT_WRITE_ID, (stored.id,)).fetchone()
+                    if found is not None and (found[0], found[1]) == (write_id, stored.revision):
+                        return load_run(found[2]), True  # our own create, repeated
                 raise ConflictError(f"run {stored.id!r} already exists", run_id=stored.id) from None
             return stored, True
 
@@ -512,6 +522,8 @@ class SQLiteStore:
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run; the revision goes up by one.
 
@@ -521,6 +533,9 @@ class SQLiteStore:
             patch: Dotted paths to new values (``UNSET`` removes a key). Do
                 not mutate its values until the call returns.
             owner: When given, the lease must belong to this worker.
+            write_id: This write's id, kept in the document (``_write_id``);
+                a repeat of the write that produced the stored revision
+                returns the run as stored.
 
         Returns:
             The run as now stored.
@@ -540,6 +555,10 @@ class SQLiteStore:
             text, *old = found
             revision, lease_owner = old[_REVISION], old[_LEASE_OWNER]
             if revision != expected_revision:
+                if write_id is not None and revision == expected_revision + 1:
+                    mine = own_write(text, write_id)
+                    if mine is not None:
+                        return mine  # our own write, repeated after a lost answer
                 raise ConflictError(
                     f"run {run_id!r} is at revision {revision}, not {expected_revision}",
                     run_id=run_id,
@@ -555,7 +574,7 @@ class SQLiteStore:
             apply_patch(doc, values, copy_values=False)  # stored_values built them fresh
             doc["revision"] = expected_revision + 1
             run = run_from_document(doc)  # refuse a patch that would corrupt the run
-            new_text = encode_run(run)
+            new_text = with_write_id(encode_run(run), write_id)
             changed, new = changed_columns(old, run, _touched(values))
             params = (*new, new_text, run_id, expected_revision)
             written = conn.execute(_update_sql(changed), params).rowcount

@@ -40,6 +40,7 @@ from streamline_core.store import (
 __all__ = ["InMemoryStore", "from_url"]
 
 _CLAIMABLE = (RunStatus.DRAFT.value, RunStatus.RUNNING.value, RunStatus.WAITING.value)
+_WRITE_ID = "_write_id"  # the write id of the write that produced the stored revision
 
 
 class InMemoryStore:
@@ -61,7 +62,9 @@ class InMemoryStore:
     def _load(self, doc: dict[str, Any]) -> WorkflowRun:
         return run_from_document(clone_document(doc))
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         """Insert ``run`` unless an active run holds its idempotency key."""
         if run.idempotency_key is not None:
             for doc in self._docs.values():
@@ -73,8 +76,12 @@ class InMemoryStore:
                 ):
                     return self._load(doc), False
         if run.id in self._docs:
+            stored = self._docs[run.id]
+            if write_id is not None and stored.get(_WRITE_ID) == write_id:
+                return self._load(stored), True  # our own create, repeated
             raise ConflictError(f"run {run.id!r} already exists", run_id=run.id)
         self._docs[run.id] = run_to_document(run)
+        self._docs[run.id][_WRITE_ID] = write_id
         self.writes += 1
         return self._load(self._docs[run.id]), True
 
@@ -113,6 +120,7 @@ class InMemoryStore:
                 d["recoveries"] = d.get("recoveries", 0) + 1
             d["lease"] = {"owner": worker, "expires_at": now + timedelta(seconds=lease_for)}
             d["revision"] = d.get("revision", 0) + 1
+            d[_WRITE_ID] = None
             self.writes += 1
         return leased_runs(leased, self._load)
 
@@ -122,11 +130,19 @@ class InMemoryStore:
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         """Compare-and-set ``patch`` onto the run."""
         doc = self._docs.get(run_id)
         if doc is None:
             raise WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
+        if (
+            write_id is not None
+            and doc["revision"] == expected_revision + 1
+            and doc.get(_WRITE_ID) == write_id
+        ):
+            return self._load(doc)  # our own write, repeated after a lost answer
         if doc["revision"] != expected_revision:
             raise ConflictError(
                 f"run {run_id!r} is at revision {doc['revision']}, not {expected_revision}",
@@ -136,6 +152,7 @@ class InMemoryStore:
             raise ConflictError(f"run {run_id!r} is not leased to {owner!r}", run_id=run_id)
         new = apply_patch(clone_document(doc), patch)
         new["revision"] = expected_revision + 1
+        new[_WRITE_ID] = write_id
         run = run_from_document(clone_document(new))  # refuse a patch that would corrupt the run
         self._docs[run_id] = new
         self.writes += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections import Counter
 from typing import Any
 
@@ -25,8 +26,8 @@ class CountingStore:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
-        if not callable(attr):
-            return attr
+        if not inspect.iscoroutinefunction(attr):
+            return attr  # attributes and plain methods (use_caller_clock) pass through
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             self.calls[name] += 1

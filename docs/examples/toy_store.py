@@ -59,7 +59,9 @@ class ToyStore:
     def _run(doc: dict[str, Any]) -> WorkflowRun:
         return run_from_document(copy.deepcopy(doc))  # never hand out the stored dict
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
         async with self._lock:
             if run.idempotency_key is not None:
                 for doc in self._docs.values():
@@ -74,8 +76,13 @@ class ToyStore:
                     ):
                         return self._run(doc), False
             if run.id in self._docs:
+                stored = self._docs[run.id]
+                mine = write_id is not None and stored.get("_write_id") == write_id
+                if mine and stored["revision"] == run.revision:
+                    return self._run(stored), True  # our own create, sent again
                 raise ConflictError(f"run {run.id!r} already exists", run_id=run.id)
-            self._docs[run.id] = run_to_document(run)
+            # The write id is kept in the document (readers ignore unknown keys).
+            self._docs[run.id] = {**run_to_document(run), "_write_id": write_id}
             return self._run(self._docs[run.id]), True
 
     async def get(self, run_id: str) -> WorkflowRun | None:
@@ -120,17 +127,23 @@ class ToyStore:
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
         async with self._lock:
             doc = self._docs.get(run_id)
             if doc is None:
                 raise WorkflowNotFoundError(f"run {run_id!r} not found", run_id=run_id)
+            mine = write_id is not None and doc.get("_write_id") == write_id
+            if mine and doc["revision"] == expected_revision + 1:
+                return self._run(doc)  # our own write, sent again after a lost answer
             if doc["revision"] != expected_revision:
                 raise ConflictError(f"run {run_id!r}: stale revision", run_id=run_id)
             if owner is not None and (doc["lease"] is None or doc["lease"]["owner"] != owner):
                 raise ConflictError(f"run {run_id!r} is not leased to {owner!r}", run_id=run_id)
             new = apply_patch(copy.deepcopy(doc), patch)
             new["revision"] = expected_revision + 1
+            new["_write_id"] = write_id
             run = run_from_document(new)  # all or nothing: validate before storing
             self._docs[run_id] = new
             return run

@@ -8,6 +8,7 @@ calls that are its own (autostart and shutdown).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ class Client:
         shutdown: Callable[[], Awaitable[None]],
     ) -> Client:
         """Build every part over ``rt``, each given exactly the parts it calls."""
+        _judge_leases_by_engine_clock(rt)
         reads = Reads(rt)
         heartbeats = Heartbeats(rt)
         executor = Executor(rt, Outcomes(rt), heartbeats.beat_now)
@@ -80,3 +82,16 @@ class Client:
             autostart=autostart,
             shutdown=shutdown,
         )
+
+
+def _judge_leases_by_engine_clock(rt: Runtime) -> None:
+    """Under a clock that moves only when told (``FakeClock``), have a store that
+    judges lease expiry by its database's clock judge it by the engine's ``now``:
+    the database's clock would ignore the fake time (Store protocol, ``lease_clock``)."""
+    use_caller_clock = getattr(rt.io, "use_caller_clock", None)
+    if (
+        callable(getattr(rt.clock, "subscribe", None))
+        and callable(use_caller_clock)
+        and not inspect.iscoroutinefunction(use_caller_clock)
+    ):
+        use_caller_clock()

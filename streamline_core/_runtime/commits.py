@@ -12,6 +12,7 @@ reaches a caller.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -64,11 +65,17 @@ async def commit(
     With ``step_id``, the write is the outcome of that step: it is dropped
     if the run's cursor has moved away from it meanwhile (a rewind).
 
+    Each write against one revision carries one write id, repeated when the
+    store was unavailable: if the first attempt was applied but its answer
+    lost, the store recognises the repeat and returns the run as stored
+    (instead of a conflict that would drop the step's result).
+
     Raises:
         Dropped: the run is no longer this worker's to write.
     """
     run = state.run
     backoff = 0.05
+    write_id: str | None = None
     while True:
         if state.cancel_reason is not None:
             raise Dropped()  # cancelled, rewound or lost meanwhile: not ours to write
@@ -77,9 +84,14 @@ async def commit(
         patch = build(run)
         if patch is None:
             raise Dropped()
+        if write_id is None:
+            write_id = uuid.uuid4().hex
         try:
-            new = await rt.io.transition(run.id, run.revision, patch, owner=rt.worker_id)
+            new = await rt.io.transition(
+                run.id, run.revision, patch, owner=rt.worker_id, write_id=write_id
+            )
         except ConflictError:
+            write_id = None  # the next attempt is another write, on another revision
             current = await rt.io.get(run.id)
             if (
                 current is None

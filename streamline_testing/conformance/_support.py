@@ -185,10 +185,15 @@ class GuardedStore:
             )
         return value
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
-        """``Store.create``, guarded."""
+    async def create(
+        self, run: WorkflowRun, *, write_id: str | None = None
+    ) -> tuple[WorkflowRun, bool]:
+        """``Store.create``, guarded (``write_id`` is passed only when given)."""
         try:
-            result = await self.inner.create(run)
+            if write_id is None:
+                result = await self.inner.create(run)
+            else:
+                result = await self.inner.create(run, write_id=write_id)
         except WorkflowError:
             raise
         except Exception as exc:
@@ -233,10 +238,17 @@ class GuardedStore:
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        *,
+        write_id: str | None = None,
     ) -> WorkflowRun:
-        """``Store.transition``, guarded."""
+        """``Store.transition``, guarded (``write_id`` is passed only when given)."""
         try:
-            result = await self.inner.transition(run_id, expected_revision, patch, owner)
+            if write_id is None:
+                result = await self.inner.transition(run_id, expected_revision, patch, owner)
+            else:
+                result = await self.inner.transition(
+                    run_id, expected_revision, patch, owner, write_id=write_id
+                )
         except WorkflowError:
             raise
         except Exception as exc:

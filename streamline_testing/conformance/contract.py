@@ -1263,6 +1263,79 @@ class StoreContract(StoreHarness):
             f"create() with key 'k', held by three active runs, returned ({again.id}, {created})"
         )
 
+    @clause
+    async def test_transition_repeated_with_its_write_id_returns_the_stored_run(
+        self, stores: Stores
+    ) -> None:
+        """transition: repeating an applied write with its write_id returns the run as stored.
+
+        (The retry after a lost answer.) Nothing is written twice; the same
+        revision with another write id, or none, is still a ConflictError, and
+        so is the repeat once a later write moved the run on.
+        """
+        store = stores.main
+        await _put(store, "run-1")
+        (claimed,) = await store.claim("w1", T0, LEASE, 1, {"wf"})
+        rev = claimed.revision
+        first = await store.transition(
+            "run-1", rev, {"context.a": 1}, owner="w1", write_id="write-1"
+        )
+        again = await store.transition(
+            "run-1", rev, {"context.a": 1}, owner="w1", write_id="write-1"
+        )
+        _check(again, observe(first), "transition() repeated with its write_id returned")
+        await _unchanged(store, first, "repeat of an applied transition")
+        for other in ("write-2", None):
+            await _raises(
+                ConflictError,
+                store.transition("run-1", rev, {"context.a": 9}, owner="w1", write_id=other),
+                f"transition() at a stale revision with write_id={other!r}",
+            )
+            await _unchanged(store, first, f"transition(write_id={other!r})")
+        client = await store.transition("run-1", first.revision, {"paused": True}, write_id="c-1")
+        repeat = await store.transition("run-1", first.revision, {"paused": True}, write_id="c-1")
+        _check(repeat, observe(client), "a client transition repeated with its write_id returned")
+        later = await store.transition("run-1", client.revision, {"context.b": 2})
+        await _raises(
+            ConflictError,
+            store.transition("run-1", first.revision, {"paused": True}, write_id="c-1"),
+            "transition() repeated with its write_id after a later write",
+        )
+        await _unchanged(store, later, "a stale repeat of a transition")
+
+    @clause
+    async def test_create_repeated_with_its_write_id_returns_the_stored_run(
+        self, stores: Stores
+    ) -> None:
+        """create: repeating an applied create with its write_id returns (stored run, True).
+
+        Another write id, or none, is still a ConflictError; so is the repeat
+        once the run was written again.
+        """
+        store = stores.main
+        run = _run("run-1", context={"v": 1})
+        first, created = await store.create(run, write_id="create-1")
+        assert created, "create(write_id=...) of a new id returned created=False"
+        again, created = await store.create(run, write_id="create-1")
+        assert created, "create() repeated with its write_id returned created=False"
+        _check(again, observe(first), "create() repeated with its write_id returned")
+        for other in ("create-2", None):
+            await _raises(
+                ConflictError,
+                store.create(_run("run-1", context={"v": 2}), write_id=other),
+                f"create() of an existing id with write_id={other!r}",
+            )
+            await _unchanged(store, first, f"create(write_id={other!r})")
+        total = await store.count(RunQuery())
+        assert total == 1, f"a repeated create() left {total} runs, not 1"
+        moved = await store.transition("run-1", first.revision, {"context.v": 3})
+        await _raises(
+            ConflictError,
+            store.create(run, write_id="create-1"),
+            "create() repeated with its write_id after the run was written again",
+        )
+        await _unchanged(store, moved, "a stale repeat of a create")
+
     # -- heartbeat ---------------------------------------------------------------------
 
     @clause

@@ -108,18 +108,30 @@ class _Recording:
         return getattr(self.inner, name)
 
     async def transition(
-        self, run_id: str, expected_revision: int, patch: Mapping[str, Any], owner: Any = None
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: Any = None,
+        **options: Any,
     ) -> WorkflowRun:
         # Shielded: a write already on its way lands (and is recorded) even when
         # the worker that sent it dies while waiting for the answer.
         return await asyncio.shield(
-            asyncio.ensure_future(self._transition(run_id, expected_revision, patch, owner))
+            asyncio.ensure_future(
+                self._transition(run_id, expected_revision, patch, owner, options)
+            )
         )
 
     async def _transition(
-        self, run_id: str, expected_revision: int, patch: Mapping[str, Any], owner: Any
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: Any,
+        options: dict[str, Any],
     ) -> WorkflowRun:
-        run = await self.inner.transition(run_id, expected_revision, patch, owner)
+        run = await self.inner.transition(run_id, expected_revision, patch, owner, **options)
         seq = next(self.trace.seq)
         for path, value in patch.items():
             parts = path.split(".")

@@ -90,11 +90,12 @@ class TransitionIgnoresRevision(InMemoryStore):
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        **options: Any,
     ) -> WorkflowRun:
         doc = self._docs.get(run_id)
         if doc is not None:
             expected_revision = doc["revision"]  # "whatever is stored is fine"
-        return await super().transition(run_id, expected_revision, patch, owner)
+        return await super().transition(run_id, expected_revision, patch, owner, **options)
 
 
 class HeartbeatWithoutOwnerCheck(InMemoryStore):
@@ -113,7 +114,7 @@ class HeartbeatWithoutOwnerCheck(InMemoryStore):
 class RacyIdempotentCreate(InMemoryStore):
     """Looks for the key, yields to the event loop, then inserts: not atomic."""
 
-    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+    async def create(self, run: WorkflowRun, **options: Any) -> tuple[WorkflowRun, bool]:
         if run.idempotency_key is not None:
             for doc in self._docs.values():
                 if (
@@ -139,10 +140,11 @@ class LosesTheLastWrite(InMemoryStore):
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        **options: Any,
     ) -> WorkflowRun:
         stored = self._docs.get(run_id)
         shadow = copy.deepcopy(stored) if stored is not None else None
-        result = await super().transition(run_id, expected_revision, patch, owner)
+        result = await super().transition(run_id, expected_revision, patch, owner, **options)
         if shadow is not None:
             self._docs[run_id] = shadow  # the write "happened" only in the reply
         return result
@@ -321,6 +323,7 @@ class PatchMergesDicts(InMemoryStore):
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        **options: Any,
     ) -> WorkflowRun:
         doc = self._docs.get(run_id)
         if doc is not None:
@@ -336,7 +339,7 @@ class PatchMergesDicts(InMemoryStore):
                         old = None
                 merged[path] = _merge(old, value) if value is not UNSET else value
             patch = merged
-        return await super().transition(run_id, expected_revision, patch, owner)
+        return await super().transition(run_id, expected_revision, patch, owner, **options)
 
 
 class TransitionGuardsIdempotencyKeys(InMemoryStore):
@@ -348,6 +351,7 @@ class TransitionGuardsIdempotencyKeys(InMemoryStore):
         expected_revision: int,
         patch: Mapping[str, Any],
         owner: str | None = None,
+        **options: Any,
     ) -> WorkflowRun:
         doc = self._docs.get(run_id)
         if (
@@ -363,7 +367,7 @@ class TransitionGuardsIdempotencyKeys(InMemoryStore):
                     == (doc["workflow_id"], doc["tenant_id"], doc["idempotency_key"])
                 ):
                     raise ConflictError(f"another active run holds the key of {run_id!r}")
-        return await super().transition(run_id, expected_revision, patch, owner)
+        return await super().transition(run_id, expected_revision, patch, owner, **options)
 
 
 _PLUS_ONE = timezone(timedelta(hours=1))
@@ -448,6 +452,27 @@ class ClaimGivesUpOnACorruptDocument(_ClaimBy):
         return await super().claim(worker, now, lease_for, limit, workflows, tenant_id)
 
 
+class TransitionForgetsWriteIds(InMemoryStore):
+    """Takes a transition's write id and forgets it: a repeat after a lost answer conflicts."""
+
+    async def transition(
+        self,
+        run_id: str,
+        expected_revision: int,
+        patch: Mapping[str, Any],
+        owner: str | None = None,
+        **options: Any,
+    ) -> WorkflowRun:
+        return await super().transition(run_id, expected_revision, patch, owner)
+
+
+class CreateForgetsWriteIds(InMemoryStore):
+    """Takes a create's write id and forgets it: a repeated create conflicts."""
+
+    async def create(self, run: WorkflowRun, **options: Any) -> tuple[WorkflowRun, bool]:
+        return await super().create(run)
+
+
 BROKEN_STORES: dict[type[InMemoryStore], str] = {
     ClaimIgnoresLiveLeases: "claim_is_exclusive_while_lease_is_live",
     TransitionIgnoresRevision: "transition_rejects_stale_revision",
@@ -470,6 +495,8 @@ BROKEN_STORES: dict[type[InMemoryStore], str] = {
     DeleteIgnoresIdempotencyKey: "delete_agrees_with_every_filter",
     DeleteTakesEmptyListsAsNoFilter: "delete_agrees_with_every_filter",
     ClaimGivesUpOnACorruptDocument: "claim_leases_valid_runs_beside_corrupt_documents",
+    TransitionForgetsWriteIds: "transition_repeated_with_its_write_id_returns_the_stored_run",
+    CreateForgetsWriteIds: "create_repeated_with_its_write_id_returns_the_stored_run",
 }
 """Each broken store, and the clause that must fail for it."""
 

@@ -104,9 +104,9 @@ def test_the_report_is_a_checklist_grouped_by_capability() -> None:
     assert result.exit_code == 1, result.output
     lines = result.output.splitlines()
     header = next(
-        i for i, line in enumerate(lines) if "transition " in line and "6/8 passed" in line
+        i for i, line in enumerate(lines) if "transition " in line and "6/9 passed" in line
     )
-    assert "2 failed" in lines[header]
+    assert "3 failed" in lines[header]
     assert "transition_applies_patch_paths" in lines[header + 1]  # its clauses follow
     assert any("heartbeat " in line and "4/4 passed" in line for line in lines)
     checklist = lines[

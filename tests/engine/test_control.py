@@ -300,11 +300,13 @@ class HoldStaleCommit:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def transition(self, run_id: str, revision: int, patch: Any, owner: Any = None) -> Any:
+    async def transition(
+        self, run_id: str, revision: int, patch: Any, owner: Any = None, **kw: Any
+    ) -> Any:
         if any(isinstance(v, dict) and v.get("output") == "stale" for v in patch.values()):
             self.holding.set()
             await self.go.wait()
-        return await self.inner.transition(run_id, revision, patch, owner)
+        return await self.inner.transition(run_id, revision, patch, owner, **kw)
 
 
 @pytest.mark.parametrize("target", ["a", "b"])

@@ -87,11 +87,13 @@ class RefusesBigWrites:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def transition(self, run_id: str, revision: int, patch: Any, owner: Any = None) -> Any:
+    async def transition(
+        self, run_id: str, revision: int, patch: Any, owner: Any = None, **kw: Any
+    ) -> Any:
         if "huge" in repr(patch):
             self.refusals += 1
             raise self.error("the document would be over the store's 16 MB limit")
-        return await self.inner.transition(run_id, revision, patch, owner)
+        return await self.inner.transition(run_id, revision, patch, owner, **kw)
 
 
 @pytest.mark.parametrize("error", [ValidationError, DataCorruptionError])
@@ -120,3 +122,49 @@ async def test_a_result_the_store_refuses_fails_the_step_once(
     assert "the store refused its result" in done.error.message
     assert "16 MB" in done.error.message
     assert done.recoveries == 0
+
+
+class LosesAnswers:
+    """Applies the next ``lose`` transitions that carry a step's record, then answers
+    ``StoreUnavailableError`` (the answer was lost on the way back)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.lose = 0
+        self.write_ids: list[str | None] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def transition(self, *args: Any, **kwargs: Any) -> Any:
+        result = await self.inner.transition(*args, **kwargs)
+        if self.lose > 0 and any(k.startswith("steps.") for k in args[2]):
+            self.lose -= 1
+            self.write_ids.append(kwargs.get("write_id"))
+            raise StoreUnavailableError("connection reset after the update was sent")
+        return result
+
+
+async def test_a_commit_whose_answer_was_lost_is_recognised_on_retry(env: Env) -> None:
+    calls: list[str] = []
+    completed: list[Any] = []
+
+    async def step(ctx: StepContext) -> str:
+        calls.append(ctx.step_id)
+        return ctx.step_id
+
+    store = LosesAnswers(env.store)
+    async with env.engine(store=store, lease=30) as worker:
+        worker.on("workflow:completed")(completed.append)
+        wf = worker.workflow("lost", steps={"a": step, "b": step})
+        store.lose = 2  # the commits of "a" and of "b" (the last one) both lose their answer
+        run = await wf.start()
+        for _ in range(5):
+            await env.clock.advance(1)
+        done = await wf.wait_for(run.id, timeout=10)
+    assert done.status == RunStatus.DONE
+    assert done.output == "b"
+    assert calls == ["a", "b"]  # each step ran once, and no lease had to expire
+    assert done.recoveries == 0
+    assert len(completed) == 1
+    assert len(store.write_ids) == 2 and all(store.write_ids)

@@ -181,6 +181,11 @@ class WrappedDatabase:
     def name(self) -> str:
         return str(self.inner.name)
 
+    @property
+    def client(self) -> Any:
+        """The driver's client (the store tells mongomock by it)."""
+        return self.inner.client
+
     def get_collection(self, name: str, **options: Any) -> Any:
         proxy = self.wrap(self.inner.get_collection(name, **options))
         self.wrapped.append(proxy)
@@ -238,12 +243,49 @@ class StrictCollection(CollectionProxy):
       leaves the document as it was;
     * documents come back decoded as PyMongo decodes them (``DBRef``, ``Int64``);
     * ``lose_answer[name] = error``: the next ``name`` call is applied, then
-      ``error`` is raised, as when the answer is lost on the way back.
+      ``error`` is raised, as when the answer is lost on the way back;
+    * ``$$NOW`` (which mongomock lacks) in a filter's
+      ``{"$expr": {"$lte": ["$<path>", "$$NOW"]}}`` reads :attr:`server_now`,
+      the server's clock (it becomes ``{<path>: {"$lte": server_now}}``), and
+      so does an update pipeline ``[{"$set": {<path>: {"$add": ["$$NOW", ms]}}}]``.
     """
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Any, server_now: datetime | None = None) -> None:
         super().__init__(inner)
         self.lose_answer: dict[str, BaseException] = {}
+        self.server_now = server_now or datetime.now(UTC)
+
+    def _pipeline_as_update(self, pipeline: list[Any]) -> dict[str, Any]:
+        """An update pipeline of ``$set``s of ``{"$add": ["$$NOW", ms]}`` as a plain ``$set``
+        (mongomock runs no pipelines); anything else is refused, never guessed."""
+        from datetime import timedelta
+
+        to_set: dict[str, Any] = {}
+        for stage in pipeline:
+            if set(stage) != {"$set"}:
+                raise NotImplementedError(f"the proxy emulates only $set stages: {stage}")
+            for path, value in stage["$set"].items():
+                add = value.get("$add") if isinstance(value, dict) else None
+                if not (isinstance(add, list) and len(add) == 2 and add[0] == "$$NOW"):
+                    raise NotImplementedError(f"the proxy emulates only $$NOW + ms: {value}")
+                to_set[path] = self.server_now + timedelta(milliseconds=add[1])
+        return {"$set": to_set}
+
+    def _with_now(self, filter: Any) -> Any:
+        """``filter`` with the ``$$NOW`` comparisons evaluated on :attr:`server_now`."""
+        if isinstance(filter, list):
+            return [self._with_now(f) for f in filter]
+        if not isinstance(filter, dict):
+            return filter
+        out = {k: self._with_now(v) for k, v in filter.items() if k != "$expr"}
+        expr = filter.get("$expr")
+        if expr is not None:
+            field, now = expr.get("$lte", [None, None]) if isinstance(expr, dict) else (None, None)
+            if len(expr) != 1 or now != "$$NOW" or not str(field).startswith("$"):
+                raise NotImplementedError(f"the proxy emulates only $lte against $$NOW: {expr}")
+            path = str(field)[1:]
+            out[path] = {**out.get(path, {}), "$lte": self.server_now}
+        return out
 
     @staticmethod
     def _encode(value: Any, limit: int = MAX_BSON) -> int:
@@ -281,6 +323,7 @@ class StrictCollection(CollectionProxy):
 
     async def find_one(self, filter: Any = None, *args: Any, **kwargs: Any) -> Any:
         self._encode(filter or {})
+        filter = self._with_now(filter)
         failed = self.lose_answer.pop("find_one", None)  # a read has no effect to keep
         if failed is not None:
             raise failed
@@ -290,6 +333,9 @@ class StrictCollection(CollectionProxy):
         from pymongo.errors import OperationFailure
 
         self._encode(filter)
+        filter = self._with_now(filter)
+        if isinstance(update, list):
+            update = self._pipeline_as_update(update)
         self._encode(update, MAX_BSON + 16 * 1024)
         paths = _update_paths(update)
         for a in paths:
@@ -316,6 +362,7 @@ class StrictCollection(CollectionProxy):
     def find(self, *args: Any, **kwargs: Any) -> _CursorProxy:
         if args:
             self._encode(args[0])
+            args = (self._with_now(args[0]), *args[1:])
         cursor = self.inner.find(*args, **kwargs)
 
         async def nothing() -> None:
@@ -356,3 +403,99 @@ class FailNth(CollectionProxy):
             raise self.error
 
         return call
+
+
+class ChangeFeed:
+    """A replica set's change events for one collection, shared by the proxies on it.
+
+    mongomock has no change streams. :class:`WatchingCollection` publishes an
+    event here after each write it forwards (the document as stored after
+    the write, ``wallTime`` = :attr:`server_now`), and every open
+    :class:`FakeChangeStream` receives the events that pass its ``$match``
+    stages (evaluated with mongomock's own filter code).
+
+    * ``refuse_watch = error``: every ``watch`` raises it (a standalone
+      server raises ``OperationFailure`` code 40573);
+    * :meth:`break_streams`: the open streams raise ``error`` on their next read.
+    """
+
+    def __init__(self, server_now: Any = None) -> None:
+        self.server_now = server_now
+        self.streams: list[FakeChangeStream] = []
+        self.refuse_watch: BaseException | None = None
+        self.watch_calls = 0
+
+    def publish(self, operation: str, document: Any) -> None:
+        if document is None:
+            return
+        event = {
+            "_id": {"_data": f"token-{len(self.streams)}"},
+            "operationType": operation,
+            "fullDocument": dict(document),
+            "documentKey": {"_id": document["_id"]},
+        }
+        if self.server_now is not None:
+            event["wallTime"] = self.server_now
+        for stream in list(self.streams):
+            stream.offer(event)
+
+    def break_streams(self, error: BaseException) -> None:
+        for stream in list(self.streams):
+            stream.queue.put_nowait(error)
+
+
+class FakeChangeStream:
+    """An async-iterable change stream over a :class:`ChangeFeed` (PyMongo-shaped)."""
+
+    def __init__(self, feed: ChangeFeed, pipeline: list[dict[str, Any]]) -> None:
+        self.feed = feed
+        self.matches = [stage["$match"] for stage in pipeline if "$match" in stage]
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
+        self.closed = False
+
+    def offer(self, event: dict[str, Any]) -> None:
+        from mongomock.filtering import filter_applies
+
+        if all(filter_applies(match, event) for match in self.matches):
+            self.queue.put_nowait(event)
+
+    def __aiter__(self) -> FakeChangeStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        item = await self.queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    async def close(self) -> None:
+        self.closed = True
+        if self in self.feed.streams:
+            self.feed.streams.remove(self)
+
+
+class WatchingCollection(CollectionProxy):
+    """mongomock-motor with change streams faked over a shared :class:`ChangeFeed`."""
+
+    def __init__(self, inner: Any, feed: ChangeFeed) -> None:
+        super().__init__(inner)
+        self.feed = feed
+
+    async def watch(self, pipeline: Any = None, **kwargs: Any) -> FakeChangeStream:
+        self.feed.watch_calls += 1
+        if self.feed.refuse_watch is not None:
+            raise self.feed.refuse_watch
+        stream = FakeChangeStream(self.feed, list(pipeline or []))
+        self.feed.streams.append(stream)
+        return stream
+
+    async def insert_one(self, document: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await self.inner.insert_one(document, *args, **kwargs)
+        self.feed.publish("insert", await self.inner.find_one({"_id": document["_id"]}))
+        return result
+
+    async def find_one_and_update(self, filter: Any, update: Any, **kwargs: Any) -> Any:
+        result = await self.inner.find_one_and_update(filter, update, **kwargs)
+        if result is not None:
+            self.feed.publish("update", await self.inner.find_one({"_id": result["_id"]}))
+        return result

@@ -86,3 +86,50 @@ def test_a_dropped_connection_or_a_server_shutting_down_mid_write_is_ambiguous()
     assert not is_ambiguous(pg.SerializationFailure("could not serialize"))
     assert not is_ambiguous(pg.QueryCanceled("canceling statement due to statement timeout"))
     assert not is_ambiguous(pg.UniqueViolation("duplicate key"))
+
+
+async def test_a_worker_whose_clock_runs_ahead_does_not_steal_a_fresh_lease() -> None:
+    """Lease expiry by the server's clock (``now()``): a claimer 60 s ahead takes nothing."""
+    from datetime import timedelta
+
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(server_url(), table=table)  # lease_clock="server", the default
+    by_caller = PostgresStore(server_url(), table=table, lease_clock="caller")
+    try:
+        assert store.lease_clock == "server" and by_caller.lease_clock == "caller"
+        real = datetime.now(UTC)
+        await store.create(_run("r1", status="running", next_run_at=real - timedelta(seconds=1)))
+        (held,) = await store.claim("w1", real, 30, 1, {"wf"})
+        ahead = real + timedelta(seconds=60)
+        assert await store.claim("w2", ahead, 30, 1, {"wf"}) == []
+        # The same claim judged by the claimer's clock steals the live lease.
+        (stolen,) = await by_caller.claim("w2", ahead, 30, 1, {"wf"})
+        assert stolen.lease is not None and stolen.lease.owner == "w2"
+        assert stolen.revision == held.revision + 1
+    finally:
+        await store.close()
+        await by_caller.close()
+        await drop_table(table)
+
+
+async def test_a_heartbeat_renews_by_the_servers_clock() -> None:
+    """A worker whose clock lags 60 s still renews for a full lease (by ``now()``)."""
+    from datetime import timedelta
+
+    table = f"t_{uuid.uuid4().hex[:12]}"
+    store = PostgresStore(server_url(), table=table)
+    try:
+        real = datetime.now(UTC)
+        await store.create(_run("r1", status="running", next_run_at=real - timedelta(seconds=1)))
+        await store.claim("w1", real, 30, 1, {"wf"})
+        behind = real - timedelta(seconds=60)
+        assert await store.heartbeat("r1", "w1", behind, 30) == "running"
+        renewed = await store.get("r1")
+        assert renewed is not None and renewed.lease is not None
+        expires = renewed.lease.expires_at
+        # now() + 30 s, not the lagging worker's now + 30 s (which had passed already).
+        assert real + timedelta(seconds=29) < expires < datetime.now(UTC) + timedelta(seconds=31)
+        assert await store.claim("w2", real + timedelta(seconds=5), 30, 1, {"wf"}) == []
+    finally:
+        await store.close()
+        await drop_table(table)
