@@ -22,6 +22,7 @@ from typing import Any
 from streamline_core.run import RunStatus, decode_cursor
 from streamline_core.store import RunQuery, sort_key
 from streamline_sqlite._codec import micros
+from streamline_sqlite._schema import PARENT_SQL
 
 __all__ = ["Where", "where", "order_by", "after_cursor", "dicts_match"]
 
@@ -109,6 +110,10 @@ def where(
     if query.idempotency_key is not None:
         clauses.append("idempotency_key = ?")
         params.append(query.idempotency_key)
+    if query.parent_run_id is not None:
+        # The very expression of the runs_parent index (schema version 4).
+        clauses.append(f"{PARENT_SQL} = ?")
+        params.append(query.parent_run_id)
     python = False
     for field, filt in (("meta", query.meta), ("context", query.context)):
         if filt:

@@ -98,7 +98,12 @@ _V3 = (
     f"WHERE {CLAIMABLE_SQL} AND next_run_at IS NOT NULL",
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Version 4: child runs are looked up by their parent (every join and every
+# cancel cascade); only child runs are in the index.
+PARENT_SQL = "json_extract(doc, '$.parent_run_id')"
+_V4 = (f"CREATE INDEX runs_parent ON runs ({PARENT_SQL}) WHERE {PARENT_SQL} IS NOT NULL",)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

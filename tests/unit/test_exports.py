@@ -45,6 +45,7 @@ CORE = {
     "DataCorruptionError",
     "MaxRetriesExceededError",
     "NonRetriableError",
+    "ChildWorkflowError",
     "StoreError",
     "ConflictError",
     "LeaseLostError",
