@@ -21,7 +21,7 @@ The tree::
         ├── DataCorruptionError            DATA_CORRUPTION       500
         ├── MaxRetriesExceededError        MAX_RETRIES_EXCEEDED  500
         ├── NonRetriableError              STEP_FAILED           500  (raise in a handler)
-        ├── ChildWorkflowError             CHILD_FAILED          500  a joined child failed or was cancelled
+        ├── ChildWorkflowError             CHILD_FAILED          500  a joined child failed
         └── StoreError                     (store-level; the engine handles these)
             ├── ConflictError              CONFLICT              409  stale revision / foreign owner
             ├── LeaseLostError             LEASE_LOST            409  heartbeat by a non-owner
