@@ -93,7 +93,7 @@ class ChildSteps:
         return ("pos", self._child_position)
 
     def _child_id(self, slot: tuple[str, str | int]) -> str:
-        return child_run_id(self._run.id, self._step_id, self._attempt, slot)
+        return child_run_id(self._run.id, self._step_id, self._attempt, slot, self._run.epoch)
 
     async def start_child(
         self, workflow: Any, input: Any = None, *, key: str | None = None, detached: bool = False

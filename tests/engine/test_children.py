@@ -475,6 +475,23 @@ async def test_a_step_re_executed_after_a_crash_finds_the_children_it_started(en
     assert done.steps[0].attempts == 1  # a recovery is not an attempt
 
 
+async def test_a_rewound_step_starts_new_children(env: Env) -> None:
+    async with env.engine() as engine:
+        double = _doubler(engine)
+
+        async def pay(ctx: StepContext) -> None:
+            await ctx.run_child(double, {"n": 4})
+
+        parent = engine.workflow("parent", steps={"pay": pay})
+        run = await parent.start()
+        await _settled(env, parent, run.id)
+        await parent.rewind_to(run.id, "pay")
+        again = await _settled(env, parent, run.id)
+        kids = await _children(engine, run.id)
+    assert again.status == RunStatus.DONE and again.output == 8
+    assert len(kids) == 2 and kids[0].id != kids[1].id
+
+
 # -- cancel cascades ---------------------------------------------------------------------------
 
 
