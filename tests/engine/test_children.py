@@ -414,6 +414,34 @@ async def test_a_join_that_times_out_fails_the_step_with_step_timeout(env: Env) 
     assert kid.status == RunStatus.CANCELLED  # the join started it: its timeout cancels it
 
 
+async def test_a_join_of_earlier_children_that_times_out_leaves_them_running(env: Env) -> None:
+    events: list[Any] = []
+    async with env.engine() as engine:
+        approval = _approval(engine)
+        engine.on("workflow:child-started", events.append)
+
+        async def kick_off(ctx: StepContext) -> None:
+            ctx.set("child", await ctx.start_child(approval, None, key="k"))
+
+        async def later(ctx: StepContext) -> None:
+            await ctx.join([ctx.context["child"]], timeout=5)
+
+        parent = engine.workflow("parent", steps={"kick_off": kick_off, "later": _once(later)})
+        run = await parent.start()
+        await _until(env, lambda: _count(engine, run.id, 1), "a child")
+        await _settled_wait(env, parent, run.id)
+        await env.clock.advance(6)
+        done = await _settled(env, parent, run.id)
+        kid = (await _children(engine, run.id))[0]
+    assert done.status == RunStatus.FAILED
+    assert done.steps[1].error is not None
+    assert done.steps[1].error.code == ErrorCode.STEP_TIMEOUT.value
+    assert kid.status == RunStatus.WAITING  # joined, not started, by the timed-out step
+    assert [(e.run_id, e.step_id, e.data) for e in events] == [
+        (run.id, "kick_off", {"child_run_id": kid.id, "workflow_id": "approval", "detached": False})
+    ]
+
+
 async def test_a_lost_wake_up_delays_the_parent_until_its_recheck(env: Env) -> None:
     async with env.engine() as engine:
         approval = _approval(engine)
