@@ -22,7 +22,6 @@ from typing import Any
 from streamline_core.run import RunStatus, decode_cursor
 from streamline_core.store import RunQuery, sort_key
 from streamline_sqlite._codec import micros
-from streamline_sqlite._schema import PARENT_SQL
 
 __all__ = ["Where", "where", "order_by", "after_cursor", "dicts_match"]
 
@@ -111,8 +110,7 @@ def where(
         clauses.append("idempotency_key = ?")
         params.append(query.idempotency_key)
     if query.parent_run_id is not None:
-        # The very expression of the runs_parent index (schema version 4).
-        clauses.append(f"{PARENT_SQL} = ?")
+        clauses.append("parent_run_id = ?")
         params.append(query.parent_run_id)
     python = False
     for field, filt in (("meta", query.meta), ("context", query.context)):
