@@ -5,8 +5,9 @@ Runs every scenario, prints a markdown table on stdout (progress on stderr)
 and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
 latency, pickup, claims, memory, postgres (on a throwaway cluster it
-starts, or ``--postgres-url``; see benchmarks/postgres.py), web.
-``--quick`` runs each at a tiny size, without DBOS and without strace (the smoke test uses it). See
+starts, or ``--postgres-url``; see benchmarks/postgres.py), web, children
+(a parent joining 100 child runs). ``--quick`` runs each at a tiny size,
+without DBOS and without strace (the smoke test uses it). See
 docs/performance.md for what each figure means.
 """
 
@@ -41,6 +42,7 @@ SECTIONS = (
     "memory",
     "postgres",
     "web",
+    "children",
 )
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -207,7 +209,7 @@ def _pickup(sizes: Sizes) -> dict[str, Any]:
 def _sections(
     sizes: Sizes, dbos_python: Path | None, quick: bool, notes: list[str]
 ) -> dict[str, Callable[[], Any]]:
-    from benchmarks import claims, disk, latency, memory, web, writes
+    from benchmarks import children, claims, disk, latency, memory, web, writes
 
     return {
         "disk": lambda: disk.probe(sizes.reps, sizes.commits, sizes.batches),
@@ -223,6 +225,7 @@ def _sections(
         "claims": lambda: claims.claim_latency(sizes.claim_sizes, sizes.claim_reps),
         "memory": lambda: memory.worker_memory(sizes.waiting, sizes.reps, sizes.idle_s),
         "web": lambda: web.measure(sizes.web_runs, sizes.web_requests),
+        "children": lambda: children.parent_with_children(sizes.reps, 10 if quick else 100),
     }
 
 

@@ -347,6 +347,33 @@ def _targets(res: dict[str, Any]) -> list[str]:
     return out
 
 
+def _children(section: dict[str, Any]) -> list[str]:
+    """A parent joining N child runs (``benchmarks/children.py``)."""
+    lines = [
+        "",
+        "## Child runs: one parent joining its children",
+        "",
+        "| store | children | children/s | store writes per child | reads per child |",
+        "|---|---|---|---|---|",
+    ]
+    for kind, row in section.items():
+        rate, writes, reads = (
+            Figure(**row[k]) if isinstance(row[k], dict) else row[k]
+            for k in ("children_per_s", "writes_per_child", "reads_per_child")
+        )
+        lines.append(
+            f"| {kind} | {row['children']} | {rate.text()} | {writes.text('.2f')} "
+            f"| {reads.text('.2f')} |"
+        )
+    floor = next(iter(section.values()))["child_floor"]
+    lines += [
+        "",
+        f"A one-step child writes {floor} times on its own (its create and its step's commit);",
+        "the rest is what the join costs: waking the parent, and its claim and release.",
+    ]
+    return lines
+
+
 def render(res: dict[str, Any]) -> str:
     """The whole report as markdown."""
     lines = _header(res["meta"])
@@ -367,6 +394,8 @@ def render(res: dict[str, Any]) -> str:
         lines += _postgres(res["postgres"])
     if res.get("web"):
         lines += web.render(res["web"])
+    if res.get("children"):
+        lines += _children(res["children"])
     lines += _targets(res)
     if res.get("notes"):
         lines += ["", *(f"Note: {n}" for n in res["notes"])]

@@ -40,6 +40,7 @@ from streamline_cli.render import TRACEBACK_TAIL, run_detail, run_json, runs_tab
 from streamline_core import (
     Engine,
     Event,
+    RunPage,
     RunStatus,
     WorkflowNotFoundError,
     WorkflowRun,
@@ -232,12 +233,39 @@ def show_run(
         ),
     ] = False,
 ) -> None:
-    """Show a run's steps with status, attempts, timings, errors and where steps failed."""
-    run = _with_engine(store, "read", lambda e: _require(e, run_id))
+    """Show a run's steps with status, attempts, timings, errors, its parent and its children."""
+
+    async def read(engine: Engine) -> tuple[WorkflowRun, RunPage]:
+        run = await _require(engine, run_id)
+        kids = await engine.runs.find(parent_run_id=run.id, sort="created_at", limit=CHILDREN_SHOWN)
+        return run, kids
+
+    run, kids = _with_engine(store, "read", read)
     if as_json:
-        _print_json(run_json(run))
+        _print_json({**run_json(run), "children": [_child_json(k) for k in kids.items]})
     else:
-        console.print(run_detail(run, full_traceback=full_traceback))
+        console.print(
+            run_detail(
+                run,
+                full_traceback=full_traceback,
+                children=kids.items,
+                more_children=kids.next_cursor is not None,
+            )
+        )
+
+
+CHILDREN_SHOWN = 100
+"""Child runs ``runs show`` lists."""
+
+
+def _child_json(child: WorkflowRun) -> dict[str, object]:
+    return {
+        "id": child.id,
+        "workflow_id": child.workflow_id,
+        "status": child.status.value,
+        "parent_step_id": child.parent_step_id,
+        "detached": child.detached,
+    }
 
 
 @runs_app.command("resume")

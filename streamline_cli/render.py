@@ -187,11 +187,33 @@ def step_traceback(step: StepState, *, full: bool = False) -> Group | None:
     return Group(*parts)
 
 
-def run_detail(run: WorkflowRun, *, full_traceback: bool = False) -> Group:
+def children_table(children: list[WorkflowRun]) -> Table:
+    """A run's child runs: id, workflow, status (and whether each is detached)."""
+    table = Table(title="Child runs", title_justify="left")
+    for col in ("child run", "workflow", "status", "started by step"):
+        table.add_column(col)
+    for child in children:
+        table.add_row(
+            child.id,
+            child.workflow_id + (" (detached)" if child.detached else ""),
+            _status(child.status.value),
+            child.parent_step_id or "",
+        )
+    return table
+
+
+def run_detail(
+    run: WorkflowRun,
+    *,
+    full_traceback: bool = False,
+    children: list[WorkflowRun] | None = None,
+    more_children: bool = False,
+) -> Group:
     """A run's steps with status, attempts, timings and errors; then where steps failed.
 
     Each step whose error carries a traceback gets it below the table (the
     last :data:`TRACEBACK_TAIL` lines, or all of it with ``full_traceback``).
+    A child run names its parent; ``children`` (when given) are listed last.
     """
     waiting = ""
     wait = _last_wait(run)
@@ -228,8 +250,20 @@ def run_detail(run: WorkflowRun, *, full_traceback: bool = False) -> Group:
     if run.error is not None:
         table.caption = _printable(f"error {run.error.code}: {run.error.message}")
     parts: list[Table | Text | Group] = [table]
+    if run.parent_run_id is not None:
+        parts.insert(
+            0,
+            Text(
+                f"child of run {run.parent_run_id} (step {run.parent_step_id})"
+                + (", detached" if run.detached else "")
+            ),
+        )
     for s in run.steps:
         block = step_traceback(s, full=full_traceback)
         if block is not None:
             parts += [Text(""), block]
+    if children:
+        parts += [Text(""), children_table(children)]
+        if more_children:
+            parts.append(Text("more child runs exist (runs list shows them all)", style="dim"))
     return Group(*parts)

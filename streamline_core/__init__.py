@@ -12,6 +12,7 @@ from streamline_core.defaults import configure, create_workflow, default_engine
 from streamline_core.definition import Retry, StepConfig, StepDefaults
 from streamline_core.engine import Engine
 from streamline_core.errors import (
+    ChildWorkflowError,
     ConflictError,
     DataCorruptionError,
     ErrorCode,
@@ -85,6 +86,7 @@ __all__ = [
     "DataCorruptionError",
     "MaxRetriesExceededError",
     "NonRetriableError",
+    "ChildWorkflowError",
     "StoreError",
     "ConflictError",
     "LeaseLostError",

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
+from streamline_core._child_steps import ChildOps, ChildSteps
 from streamline_core._durations import seconds
 from streamline_core._hook_tokens import Hook, new_hook
 from streamline_core._json import Unstorable, to_json_value
@@ -43,14 +44,20 @@ class StepServices(Protocol):
         """Renew this worker's lease on ``run_id`` now."""
         ...
 
+    @property
+    def children(self) -> ChildOps:
+        """Child runs: ``run_child``, ``run_children``, ``start_child``, ``join``."""
+        ...
 
-class StepContext:
+
+class StepContext(ChildSteps):
     """The handle a step handler gets: facts about the run, its context, and suspension.
 
     ``wait``, ``wait_for`` and ``sleep`` end the step (they never return): the
     run is suspended durably and, once resumed, the step's output is the resume
     payload (``wait``), the event data (``wait_for``) or ``None`` (``sleep``).
-    Code after the call never runs.
+    Code after the call never runs. So do ``run_child``, ``run_children`` and
+    ``join`` (see :class:`~streamline_core._child_steps.ChildSteps`).
     """
 
     def __init__(
@@ -172,6 +179,9 @@ class StepContext:
         return hook
 
     # --- suspension ----------------------------------------------------------------
+
+    def _child_ops(self) -> ChildOps:
+        return self._services.children
 
     def _until(self, timeout: float | timedelta | None, what: str) -> Any:
         secs = seconds(timeout, what)

@@ -21,6 +21,7 @@ The tree::
         ├── DataCorruptionError            DATA_CORRUPTION       500
         ├── MaxRetriesExceededError        MAX_RETRIES_EXCEEDED  500
         ├── NonRetriableError              STEP_FAILED           500  (raise in a handler)
+        ├── ChildWorkflowError             CHILD_FAILED          500  a joined child failed
         └── StoreError                     (store-level; the engine handles these)
             ├── ConflictError              CONFLICT              409  stale revision / foreign owner
             ├── LeaseLostError             LEASE_LOST            409  heartbeat by a non-owner
@@ -53,6 +54,7 @@ __all__ = [
     "DataCorruptionError",
     "MaxRetriesExceededError",
     "NonRetriableError",
+    "ChildWorkflowError",
     "StoreError",
     "ConflictError",
     "LeaseLostError",
@@ -80,6 +82,7 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     LEASE_LOST = "LEASE_LOST"
     STORE_UNAVAILABLE = "STORE_UNAVAILABLE"
+    CHILD_FAILED = "CHILD_FAILED"
 
 
 STATUS_BY_CODE: dict[ErrorCode, int] = {
@@ -96,6 +99,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.LEASE_LOST: 409,
     ErrorCode.STORE_UNAVAILABLE: 503,
+    ErrorCode.CHILD_FAILED: 500,
 }
 
 
@@ -200,6 +204,32 @@ class NonRetriableError(WorkflowError):
     """Raise from a handler to fail the step (and the run) without retrying."""
 
     code = ErrorCode.STEP_FAILED
+
+
+class ChildWorkflowError(WorkflowError):
+    """A child run the step joined failed or was cancelled; the step fails with it.
+
+    Retried by the step's own retries, each retry starting new children.
+
+    Attributes:
+        child_run_id: The child run whose end failed the join.
+        child_error: That child's ``{"code", "message"}`` (``None`` if it recorded none).
+    """
+
+    code = ErrorCode.CHILD_FAILED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        child_run_id: str,
+        child_error: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        details = {"child_run_id": child_run_id, "child_error": child_error}
+        super().__init__(message, details=details, **kwargs)
+        self.child_run_id = child_run_id
+        self.child_error = child_error
 
 
 class StoreError(WorkflowError):

@@ -82,7 +82,7 @@ class StepStatus(StrEnum):
     SKIPPED = "skipped"
 
 
-WaitKind = Literal["human", "event", "timer", "retry"]
+WaitKind = Literal["human", "event", "timer", "retry", "children"]
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -105,7 +105,8 @@ class WaitState(_Model):
 
     Attributes:
         kind: ``human`` (``ctx.wait``), ``event`` (``ctx.wait_for``),
-            ``timer`` (``ctx.sleep``) or ``retry`` (backoff before the next attempt).
+            ``timer`` (``ctx.sleep``), ``retry`` (backoff before the next attempt)
+            or ``children`` (a join on child runs; ``data`` holds the join).
         reason: Human-readable reason given to ``ctx.wait``.
         data: JSON data attached to the wait (shown to whoever resumes it).
         event: Event name for ``kind == "event"``.
@@ -174,7 +175,10 @@ class MailboxEvent(_Model):
 class WorkflowRun(_Model):
     """One run of a workflow, exactly as stored.
 
-    See DESIGN.md §3 for the meaning of each field. ``revision`` increases by
+    See DESIGN.md §3 for the meaning of each field. A child run (started by a
+    step's ``ctx.run_child``/``start_child``) has ``parent_run_id`` and
+    ``parent_step_id`` set; ``detached`` children are left alone when the
+    parent is cancelled. ``revision`` increases by
     one (at least) on every write and is the token of ``Store.transition``.
     ``epoch`` counts the times the cursor was moved from outside (``rewind_to``):
     a step's outcome is committed only into the epoch its execution began in,
@@ -185,6 +189,9 @@ class WorkflowRun(_Model):
     workflow_id: str
     workflow_version: str = "1"
     tenant_id: str | None = None
+    parent_run_id: str | None = None
+    parent_step_id: str | None = None
+    detached: bool = False
     status: RunStatus = RunStatus.RUNNING
     paused: bool = False
     current_step_id: str | None = None

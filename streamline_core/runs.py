@@ -77,6 +77,7 @@ class Runs:
         context: Mapping[str, Any] | None,
         created_after: datetime | None,
         created_before: datetime | None,
+        parent_run_id: str | None = None,
         sort: str = "-created_at",
         limit: int | None = 50,
         cursor: str | None = None,
@@ -98,6 +99,9 @@ class Runs:
             context=_filter(context, "context"),
             created_after=created_after,
             created_before=created_before,
+            parent_run_id=None
+            if parent_run_id is None
+            else A.run_id(parent_run_id, "parent_run_id"),
             sort=sort_key,
             limit=limit,
             cursor=cursor,
@@ -161,6 +165,7 @@ class Runs:
         context: Mapping[str, Any] | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        parent_run_id: str | None = None,
         sort: str = "-created_at",
         limit: int = 50,
         cursor: str | None = None,
@@ -175,6 +180,7 @@ class Runs:
             context: Equality on ``context.<key>``.
             created_after: Runs created at or after this (aware) instant.
             created_before: Runs created before this instant.
+            parent_run_id: Child runs of this run.
             sort: ``"-created_at"`` (default), ``"created_at"``, ``"-updated_at"`` or
                 ``"updated_at"``.
             limit: Page size (1..10000).
@@ -188,6 +194,7 @@ class Runs:
             context=context,
             created_after=created_after,
             created_before=created_before,
+            parent_run_id=parent_run_id,
             sort=sort,
             limit=limit,
             cursor=cursor,
@@ -204,6 +211,7 @@ class Runs:
         context: Mapping[str, Any] | None = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        parent_run_id: str | None = None,
     ) -> int:
         """How many runs match (same filters as :meth:`find`)."""
         query = self._query(
@@ -214,6 +222,7 @@ class Runs:
             context=context,
             created_after=created_after,
             created_before=created_before,
+            parent_run_id=parent_run_id,
             limit=None,
         )
         return await self._client.reads.count(query)

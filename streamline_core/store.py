@@ -86,7 +86,11 @@ Required operations
         cancellation). Does **not** bump ``revision``. Otherwise raise
         ``LeaseLostError`` (also for an unknown run).
     ``find(query) -> RunPage`` / ``count(query) -> int`` / ``delete(query) -> int``
-        Typed :class:`RunQuery` filters, combined with AND; see its fields.
+        Typed :class:`RunQuery` filters, combined with AND; see its fields
+        (``parent_run_id`` selects a run's children: child runs carry
+        ``parent_run_id``/``parent_step_id``/``detached``, which round-trip
+        like every other field; a store with indexes should index
+        ``parent_run_id``, which the engine queries on every join and cancel).
         ``find`` sorts by ``query.sort`` with the id as tie-breaker and pages
         with an opaque keyset cursor (``encode_cursor``/``decode_cursor``).
         ``delete`` removes only matching runs and returns how many.
@@ -193,6 +197,7 @@ class RunQuery:
             ``wait.kind == "event"`` and ``wait.event`` equals this name.
         hook_token_hash: Runs whose ``wait.hook_token_hash`` equals this.
         idempotency_key: Runs whose ``idempotency_key`` equals this.
+        parent_run_id: Child runs of this run (``parent_run_id`` equals this).
         sort: ``created_at``/``updated_at``, ``-`` for descending; ties by id.
         limit: Page size for ``find`` (``None``: all). Ignored by count/delete.
         cursor: ``RunPage.next_cursor`` of the previous page.
@@ -210,6 +215,7 @@ class RunQuery:
     waiting_for_event: str | None = None
     hook_token_hash: str | None = None
     idempotency_key: str | None = None
+    parent_run_id: str | None = None
     sort: SortKey = "-created_at"
     limit: int | None = 50
     cursor: str | None = None
@@ -333,6 +339,8 @@ def matches_query(run: WorkflowRun, query: RunQuery) -> bool:
     ):
         return False
     if query.idempotency_key is not None and run.idempotency_key != query.idempotency_key:
+        return False
+    if query.parent_run_id is not None and run.parent_run_id != query.parent_run_id:
         return False
     return not (
         query.hook_token_hash is not None

@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Any, TypedDict
 
 import pydantic
 
+from streamline_core._durations import seconds
 from streamline_core._json import Unstorable, to_json_value
 from streamline_core.definition import StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
 
 __all__ = ["WorkflowOptions", "WorkflowSpec"]
+
+JOIN_RECHECK = 30.0
+"""Default seconds between a joining step's re-reads of its children."""
 
 ContextFactory = Callable[[Any], Any] | Mapping[str, Any]
 
@@ -40,6 +45,8 @@ class WorkflowOptions(TypedDict, total=False):
     """Options for every step (``StepDefaults``)."""
     input_model: type[Any] | None
     """A pydantic model that validates ``start`` input."""
+    join_recheck: float | timedelta
+    """Seconds between re-reads of the children a joining step waits on (default 30)."""
 
 
 class WorkflowSpec:
@@ -53,6 +60,8 @@ class WorkflowSpec:
         version: Definition version, stored on each run.
         defaults: Options for every step.
         input_model: A pydantic model that validates ``start`` input.
+        join_recheck: A step joining child runs re-reads them at least this
+            often (seconds), so a lost notification delays it, never strands it.
 
     Raises:
         ValidationError: The definition is invalid.
@@ -67,6 +76,7 @@ class WorkflowSpec:
         version: str = "1",
         defaults: StepDefaults | None = None,
         input_model: type[Any] | None = None,
+        join_recheck: float | timedelta = JOIN_RECHECK,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
@@ -82,6 +92,10 @@ class WorkflowSpec:
             raise ValidationError("input_model must be a pydantic model class")
         if steps is not None and not isinstance(steps, Mapping):
             raise ValidationError("steps must be a mapping of step id to handler")
+        recheck = seconds(join_recheck, "join_recheck")
+        if recheck is None or recheck <= 0:
+            raise ValidationError("join_recheck must be a positive duration")
+        self.join_recheck = recheck
         self.name = name
         self.version = version
         self.defaults = defaults

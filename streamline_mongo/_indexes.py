@@ -144,6 +144,8 @@ CORE_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec("streamline_wait_event", (("wait.event", 1), ("status", 1))),
     # resume_hook(token): the run holding a hook token hash.
     IndexSpec("streamline_hook", (("wait.hook_token_hash", 1),)),
+    # Joins and cancel cascades: a run's children.
+    IndexSpec("streamline_parent", (("parent_run_id", 1), ("status", 1))),
 )
 """Indexes the engine's own operations need; created lazily on first use."""
 

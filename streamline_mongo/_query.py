@@ -238,6 +238,8 @@ def query_filter(query: RunQuery) -> Document:
         )
     if query.idempotency_key is not None:
         clauses.append({"idempotency_key": _eq(_string(query.idempotency_key, "idempotency_key"))})
+    if query.parent_run_id is not None:
+        clauses.append({"parent_run_id": _eq(_string(query.parent_run_id, "parent_run_id"))})
     return _and(clauses)
 
 

@@ -67,6 +67,10 @@ def where(
     if query.idempotency_key is not None:
         clauses.append("idempotency_key = %s")
         params.append(query.idempotency_key)
+    if query.parent_run_id is not None:
+        # The very expression of the parent index (schema version 2).
+        clauses.append("(doc->>'parent_run_id') = %s")
+        params.append(query.parent_run_id)
     for field, filt in (("meta", query.meta), ("context", query.context)):
         for key, value in (filt or {}).items():
             _json_equal(field, key, value, clauses, params)

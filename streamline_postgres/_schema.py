@@ -133,8 +133,17 @@ def _version_1(table: str) -> list[str]:
     ]
 
 
+def _version_2(table: str) -> list[str]:
+    # Child runs are looked up by their parent (every join and cancel cascade).
+    t = quote(table)
+    return [
+        f"CREATE INDEX {quote(f'{table}_parent')} ON {t} ((doc->>'parent_run_id')) "
+        "WHERE (doc->>'parent_run_id') IS NOT NULL"
+    ]
+
+
 # Append-only: a released migration is never edited, a change is a new one.
-_MIGRATIONS = (_version_1,)
+_MIGRATIONS = (_version_1, _version_2)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -50,6 +50,7 @@ COLUMNS = (
     "ended_at",
     "wait_event",
     "hook_token_hash",
+    "parent_run_id",
 )
 
 
@@ -102,6 +103,7 @@ _DERIVED: tuple[tuple[str, Callable[[WorkflowRun], Any]], ...] = (
     ("ended_at", lambda run: _micros_or_none(run.ended_at)),
     ("wait", _wait_event),
     ("wait", _hook),
+    ("parent_run_id", lambda run: run.parent_run_id),
 )
 
 

@@ -110,6 +110,9 @@ def where(
     if query.idempotency_key is not None:
         clauses.append("idempotency_key = ?")
         params.append(query.idempotency_key)
+    if query.parent_run_id is not None:
+        clauses.append("parent_run_id = ?")
+        params.append(query.parent_run_id)
     python = False
     for field, filt in (("meta", query.meta), ("context", query.context)):
         if filt:

@@ -98,7 +98,15 @@ _V3 = (
     f"WHERE {CLAIMABLE_SQL} AND next_run_at IS NOT NULL",
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+# Version 4: child runs are looked up by their parent (every join and every
+# cancel cascade): a column (set on create; a write rarely touches it), and an
+# index holding only child runs. Runs stored before have no parent.
+_V4 = (
+    "ALTER TABLE runs ADD COLUMN parent_run_id TEXT",
+    "CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL",
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

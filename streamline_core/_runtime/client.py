@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from streamline_core._runtime.children import Children
 from streamline_core._runtime.control import Control
 from streamline_core._runtime.creation import Creation
 from streamline_core._runtime.delivery import Delivery
@@ -67,13 +68,22 @@ class Client:
         _judge_leases_by_engine_clock(rt)
         reads = Reads(rt)
         heartbeats = Heartbeats(rt)
-        executor = Executor(rt, Outcomes(rt), heartbeats.beat_now)
+        outcomes = Outcomes(rt)
+        children = Children(rt, outcomes)
+        executor = Executor(rt, outcomes, heartbeats.beat_now, children)
         dispatcher = Dispatcher(rt, reads, executor, heartbeats)
         control = Control(rt, reads, dispatcher)
+        creation = Creation(rt, dispatcher)
+        children.bind(
+            create=creation.create,
+            cancel=lambda run_id, reason: control.cancel(run_id, reason, None),
+            after_write=dispatcher.after_client_write,
+        )
+        rt.events.on_end = children.on_end
         return cls(
             rt=rt,
             reads=reads,
-            creation=Creation(rt, dispatcher),
+            creation=creation,
             control=control,
             delivery=Delivery(rt, reads, control, dispatcher),
             dispatcher=dispatcher,

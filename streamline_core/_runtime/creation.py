@@ -41,13 +41,16 @@ class Creation:
         tenant_id: str | None,
         start_at: datetime | None,
         run_id: str | None = None,
+        parent_run_id: str | None = None,
+        parent_step_id: str | None = None,
+        detached: bool = False,
     ) -> WorkflowRun:
         """Store a new run of ``spec`` (or return the active run holding ``idempotency_key``).
 
         Arguments are checked by the caller; the input, meta and context are
         checked here. A given ``run_id`` (derived by schedules) replaces the
         random one; when that id is already stored the store's ``ConflictError``
-        propagates, so a derived id is created once.
+        propagates, so a derived id is created once (child runs rely on it).
 
         Raises:
             ValidationError: input, meta or context is invalid; nothing is stored.
@@ -71,6 +74,9 @@ class Creation:
             workflow_id=spec.name,
             workflow_version=spec.version,
             tenant_id=tenant_id,
+            parent_run_id=parent_run_id,
+            parent_step_id=parent_step_id,
+            detached=detached,
             status=RunStatus.RUNNING,
             current_step_id=first,
             steps=steps,

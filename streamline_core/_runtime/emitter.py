@@ -8,7 +8,7 @@ observer becomes an ``engine:error`` event, never an exception in the caller.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from streamline_core._event_bus import EventBus
@@ -40,6 +40,8 @@ class Emitter:
         self._clock = clock
         self._counters = counters
         self._watchers = watchers
+        self.on_end: Callable[[WorkflowRun], Awaitable[None]] | None = None
+        """Called after the final event of a child run or a cancelled run (child runs)."""
 
     def listens(self, name: str) -> bool:
         """Whether an event ``name`` would reach anyone (lets hot paths skip building it)."""
@@ -99,3 +101,7 @@ class Emitter:
             )
         else:
             await self.emit("workflow:cancelled", run=run)
+        if self.on_end is not None and (
+            run.parent_run_id is not None or run.status == RunStatus.CANCELLED
+        ):
+            await self.on_end(run)

@@ -17,6 +17,7 @@ from typing import Any
 
 import streamline_core._patches as P
 from streamline_core._json import MAX_DEPTH, Unstorable, to_json_value
+from streamline_core._runtime.children import Children
 from streamline_core._runtime.commits import Dropped, Patch, Refused, commit
 from streamline_core._runtime.emitter import Emitter
 from streamline_core._runtime.inflight import RunState
@@ -50,6 +51,7 @@ class _Services:
     clock: Clock
     events: Emitter
     beat: Beat
+    children: Children
 
     async def emit(
         self, name: str, *, run_id: str, step_id: str, data: Any, workflow_id: str
@@ -65,10 +67,13 @@ class _Services:
 class Executor:
     """Runs steps for one runtime; the per-run state lives in :class:`RunState`."""
 
-    def __init__(self, rt: Runtime, outcomes: Outcomes, heartbeat: Beat) -> None:
+    def __init__(
+        self, rt: Runtime, outcomes: Outcomes, heartbeat: Beat, children: Children
+    ) -> None:
         self._rt = rt
         self._outcomes = outcomes
-        self._services = _Services(rt.clock, rt.events, heartbeat)
+        self._children = children
+        self._services = _Services(rt.clock, rt.events, heartbeat, children)
 
     async def drive(self, state: RunState) -> None:
         """Execute ``state.run`` until it ends, suspends, is released or is lost."""
@@ -98,6 +103,10 @@ class Executor:
                     and run.wait is not None
                     and run.wait.kind != "retry"  # a due retry simply runs the step again
                 ):
+                    if run.wait.kind == "children":
+                        if not await self._children.settle(state, idx):
+                            return
+                        continue
                     if not await self._finish_wait(state, idx):
                         return
                     continue
@@ -180,7 +189,10 @@ class Executor:
         try:
             result = await self._call_handler(state, spec, ctx)
         except SuspendSignal as sig:
-            return await outcomes.suspend(state, idx, sig.wait, changes, started_at, attempt)
+            going = await outcomes.suspend(state, idx, sig.wait, changes, started_at, attempt)
+            if sig.wait.kind == "children":
+                await self._children.suspended(state.run)
+            return going
         except asyncio.CancelledError:
             reason = state.cancel_reason
             if reason is None:

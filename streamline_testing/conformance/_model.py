@@ -171,6 +171,8 @@ def matches(doc: Doc, query: RunQuery) -> bool:
         checks.append(wait is not None and wait["hook_token_hash"] == query.hook_token_hash)
     if query.idempotency_key is not None:
         checks.append(doc["idempotency_key"] == query.idempotency_key)
+    if query.parent_run_id is not None:
+        checks.append(doc.get("parent_run_id") == query.parent_run_id)
     return all(checks)
 
 

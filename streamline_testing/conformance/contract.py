@@ -224,6 +224,8 @@ _QUERY_RUNS: dict[str, dict[str, Any]] = {
     },
     "q5": {
         "workflow_id": "wf-c",
+        "parent_run_id": "q1",
+        "parent_step_id": "s0",
         "status": "failed",
         "context": {"tier": "gold"},
         "created_at": at(40),
@@ -240,6 +242,9 @@ _QUERY_RUNS: dict[str, dict[str, Any]] = {
     },
     "q7": {
         "workflow_id": "wf-c",
+        "parent_run_id": "q1",
+        "parent_step_id": "s1",
+        "detached": True,
         "status": "waiting",
         "wait": {
             "kind": "event",
@@ -296,6 +301,13 @@ _FILTER_CASES: list[tuple[str, RunQuery, set[str]]] = [
     ("waiting_for_event", RunQuery(waiting_for_event="paid"), {"q2"}),
     ("hook_token_hash", RunQuery(hook_token_hash="h-1"), {"q3"}),
     ("idempotency_key", RunQuery(idempotency_key="order-7"), {"q3"}),
+    ("parent_run_id", RunQuery(parent_run_id="q1"), {"q5", "q7"}),
+    ("parent_run_id=no children", RunQuery(parent_run_id="q5"), set()),
+    (
+        "parent_run_id and status",
+        RunQuery(parent_run_id="q1", status=[_W, RunStatus.DRAFT]),
+        {"q7"},
+    ),
     (
         "filters AND together",
         RunQuery(workflow_id="wf-a", status=[_W, RunStatus.DRAFT], tenant_id="t1"),
@@ -362,6 +374,9 @@ class StoreContract(StoreHarness):
             workflow_id="orders",
             workflow_version="2.1",
             tenant_id="acme",
+            parent_run_id="run-parent",
+            parent_step_id="s0",
+            detached=True,
             status="waiting",
             current_step_id="s1",
             steps=[

@@ -410,6 +410,13 @@ class QueriesCompareAsText(InMemoryStore):
         return found
 
 
+class FindIgnoresParentRunId(InMemoryStore):
+    """find()/count() forget the parent_run_id filter (a join would see every run)."""
+
+    def _matching(self, query: RunQuery) -> list[WorkflowRun]:
+        return super()._matching(dataclasses.replace(query, parent_run_id=None))
+
+
 class DeleteIgnoresIdempotencyKey(InMemoryStore):
     """delete() forgets the idempotency_key filter (and so deletes every run)."""
 
@@ -493,6 +500,7 @@ BROKEN_STORES: dict[type[InMemoryStore], str] = {
     ReturnsLocalTime: "datetimes_read_back_are_utc",
     QueriesCompareAsText: "queries_compare_values_with_their_type",
     DeleteIgnoresIdempotencyKey: "delete_agrees_with_every_filter",
+    FindIgnoresParentRunId: "find_filters_by_every_query_field",
     DeleteTakesEmptyListsAsNoFilter: "delete_agrees_with_every_filter",
     ClaimGivesUpOnACorruptDocument: "claim_leases_valid_runs_beside_corrupt_documents",
     TransitionForgetsWriteIds: "transition_repeated_with_its_write_id_returns_the_stored_run",

@@ -29,6 +29,9 @@ NAMES = (
     "conditional",
     "newsletter",
     "ai_pipeline",
+    "child_runs",
+    "joins",
+    "cancel_cascade",
 )
 
 
@@ -97,6 +100,50 @@ async def test_parallel_modes() -> None:
     outcomes = run.outputs["best_effort"]["outcomes"]
     assert [o["status"] for o in outcomes] == ["rejected", "fulfilled", "fulfilled"]
     assert "eu mirror is down" in outcomes[0]["error"]
+
+
+async def test_child_runs_retry_a_failed_payment_with_a_new_child() -> None:
+    engine, _ = fake_engine()
+    run, children = await load("child_runs").main(engine)
+    assert run.status == RunStatus.DONE
+    assert run.output["payment"]["charged"] == 42
+    # Same fake instant for both: ordered by status, not creation time.
+    failed, done = sorted(children, key=lambda c: c.status != RunStatus.FAILED)
+    assert (failed.status, done.status) == (RunStatus.FAILED, RunStatus.DONE)
+    assert failed.id != done.id
+    assert all(c.parent_run_id == run.id and c.parent_step_id == "pay" for c in children)
+    assert run.output["payment"]["payment_run"] == done.id
+    assert run.steps[0].attempts == 2
+
+
+async def test_joins_in_every_mode() -> None:
+    engine, _ = fake_engine()
+    runs = await load("joins").main(engine)
+    assert [o["size"] for o in runs["all"].output] == [1024, 64, 256]
+    settled = runs["all_settled"].output
+    assert [e["status"] for e in settled] == ["done", "failed"]
+    assert settled[1]["error"]["message"] == "cannot resize to 0 px"
+    assert runs["any"].output["size"] == 64
+    race = runs["race"]
+    assert race.status == RunStatus.FAILED
+    assert race.error is not None and race.error.details["step_error_code"] == "CHILD_FAILED"
+    assert runs["start_child + join"].output == [
+        {"size": 128, "url": "https://img.example/128.png"}
+    ]
+
+
+async def test_cancel_cascades_to_children_but_not_a_detached_one() -> None:
+    engine, _ = fake_engine()
+    tree = await load("cancel_cascade").main(engine)
+    by_workflow: dict[str, list[RunStatus]] = {}
+    for _, run in tree:
+        by_workflow.setdefault(run.workflow_id, []).append(run.status)
+    assert by_workflow == {
+        "import": [RunStatus.CANCELLED],
+        "audit": [RunStatus.WAITING],
+        "file": [RunStatus.CANCELLED] * 2,
+        "scan": [RunStatus.CANCELLED] * 2,
+    }
 
 
 async def test_conditional_skips_and_branches() -> None:

@@ -18,6 +18,7 @@ CORE = {
     "streamline_tenant_status",
     "streamline_wait_event",
     "streamline_hook",
+    "streamline_parent",
 }
 LISTING = {
     "streamline_created_id",

@@ -46,6 +46,7 @@ CORE = {
     "DataCorruptionError",
     "MaxRetriesExceededError",
     "NonRetriableError",
+    "ChildWorkflowError",
     "StoreError",
     "ConflictError",
     "LeaseLostError",
