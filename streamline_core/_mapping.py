@@ -42,7 +42,7 @@ def json_items(items: Any, where: str) -> list[Any]:
         return [to_json_value(item, f"items[{i}]") for i, item in enumerate(out)]
     except Unstorable as exc:
         raise ValidationError(
-            f"{where}: ctx.map item {exc.path} is a {exc.type_name}, which cannot be "
+            f"{where}: ctx.map got a {exc.type_name} at {exc.path}, which cannot be "
             "checkpointed (JSON-compatible values only)"
         ) from None
 
@@ -102,8 +102,9 @@ async def run_map(
             except Unstorable as exc:
                 failures.append(
                     ValidationError(
-                        f"{where}: ctx.map result {exc.path} is a {exc.type_name}, which "
-                        "cannot be checkpointed (JSON-compatible values only)"
+                        f"{where}: ctx.map got a {exc.type_name} at {exc.path} (the result "
+                        f"of item {i}), which cannot be checkpointed (JSON-compatible values "
+                        "only)"
                     )
                 )
                 return
