@@ -1,4 +1,4 @@
-"""``ctx.checkpoint`` / ``ctx.last_checkpoint``: per-step progress that survives retries and crashes."""
+"""``ctx.checkpoint`` / ``ctx.last_checkpoint``: step progress kept across retries and crashes."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``ctx.map``: a durable in-step map — bounded concurrency, ordered results, coalesced checkpoints."""
+"""``ctx.map``: a durable in-step map (bounded concurrency, ordered results, coalesced writes)."""
 
 from __future__ import annotations
 
