@@ -159,7 +159,7 @@ async def test_a_checkpoint_that_is_not_json_fails_the_step_and_writes_nothing(e
 
 
 async def test_map_and_checkpoint_in_one_step_is_a_validation_error(env: Env) -> None:
-    errors: list[BaseException] = []
+    errors: list[ValidationError] = []
 
     async def step(ctx: StepContext) -> None:
         await ctx.checkpoint(1)
