@@ -7,8 +7,8 @@ local copy stays exact), and turns each save into the relative paths the
 runtime writes under ``steps.<i>.checkpoint``.
 
 Stored shapes: ``{"value": v}`` for ``ctx.checkpoint(v)``; ``{"maps": {"<n>":
-{"items": fingerprint, "results": {"<index>": result}}}}`` for the step's
-n-th ``ctx.map``. A step uses one kind or the other, never both.
+{"items": fingerprint, "count": len(items), "results": {"<index>": result}}}}``
+for the step's n-th ``ctx.map``. A step uses one kind or the other, never both.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class StepProgress:
             nonlocal fresh
             results = {str(i): r for i, r in batch.items()}
             if fresh:
-                entry = {"items": digest, "results": results}
+                entry = {"items": digest, "count": len(values), "results": results}
                 if self._stored is None or "maps" not in self._stored:
                     changes: dict[str, Any] = {"": {"maps": {key: entry}}}
                 else:
@@ -118,7 +118,7 @@ class StepProgress:
                 await self._writer.write_checkpoint(self._run_id, self._step_id, changes)
                 if self._stored is None or "maps" not in self._stored:
                     self._stored = {"maps": {}}
-                self._stored["maps"][key] = {"items": digest, "results": dict(results)}
+                self._stored["maps"][key] = {**entry, "results": dict(results)}
                 fresh = False
                 return
             await self._writer.write_checkpoint(

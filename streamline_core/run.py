@@ -148,7 +148,7 @@ class StepState(_Model):
     ``checkpoint`` is what the step saved while it ran, kept across attempts
     and recoveries and cleared when it completes or is rewound: ``None``,
     ``{"value": v}`` (``ctx.checkpoint(v)``) or ``{"maps": {"<n>": {"items":
-    fingerprint, "results": {"<index>": result}}}}`` (the finished items of
+    fingerprint, "count": n, "results": {"<index>": result}}}}`` (the finished items of
     the step's n-th ``ctx.map``). ``compensation`` is set on ``done`` steps
     with a ``compensate`` handler once their run fails: ``pending``, then
     ``done`` or ``failed``.
