@@ -3,8 +3,9 @@
 Runs every scenario, prints a markdown table on stdout (progress on stderr)
 and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
-latency, pickup, claims, memory. ``--quick`` runs each at a tiny size,
-without DBOS and without strace (the smoke test uses it). See
+latency, pickup, claims, memory, map (``ctx.map`` against as many steps).
+``--quick`` runs each at a tiny size, without DBOS and without strace (the
+smoke test uses it). See
 docs/performance.md for what each figure means.
 """
 
@@ -28,7 +29,17 @@ from benchmarks.compare import Scenario
 from benchmarks.figures import Figure, progress
 from benchmarks.workload import STEPS
 
-SECTIONS = ("disk", "throughput", "writes", "syscalls", "latency", "pickup", "claims", "memory")
+SECTIONS = (
+    "disk",
+    "throughput",
+    "writes",
+    "syscalls",
+    "latency",
+    "pickup",
+    "claims",
+    "memory",
+    "map",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -173,7 +184,7 @@ def _pickup(sizes: Sizes) -> dict[str, Any]:
 def _sections(
     sizes: Sizes, dbos_python: Path | None, quick: bool, notes: list[str]
 ) -> dict[str, Callable[[], Any]]:
-    from benchmarks import claims, disk, latency, memory, writes
+    from benchmarks import claims, disk, latency, maps, memory, writes
 
     return {
         "disk": lambda: disk.probe(sizes.reps, sizes.commits, sizes.batches),
@@ -188,6 +199,7 @@ def _sections(
         "pickup": lambda: _pickup(sizes),
         "claims": lambda: claims.claim_latency(sizes.claim_sizes, sizes.claim_reps),
         "memory": lambda: memory.worker_memory(sizes.waiting, sizes.reps, sizes.idle_s),
+        "map": lambda: maps.compare(20 if quick else 1_000, sizes.reps),
     }
 
 
