@@ -58,9 +58,7 @@ async def test_a_retry_resumes_from_the_last_checkpoint(env: Env) -> None:
         return page
 
     async with env.engine() as engine:
-        wf = engine.workflow(
-            "crawl", steps={"crawl": StepConfig(crawl, retries=2, retry_delay=1)}
-        )
+        wf = engine.workflow("crawl", steps={"crawl": StepConfig(crawl, retries=2, retry_delay=1)})
         run = await wf.start()
         await env.settle()
         waiting = await wf.get(run.id)
