@@ -199,3 +199,44 @@ async def test_a_checkpoint_after_the_run_was_cancelled_is_not_written(env: Env)
         final = await wf.get(run.id)
     assert final is not None and final.status == RunStatus.CANCELLED
     assert final.steps[0].checkpoint is None
+
+
+async def test_a_zombie_workers_checkpoint_is_fenced_after_a_takeover(env: Env) -> None:
+    gate = asyncio.Event()
+    stopped: list[str] = []
+
+    async def zombie(ctx: StepContext) -> str:
+        await ctx.checkpoint("A: 1")
+        await gate.wait()
+        try:
+            await ctx.checkpoint("A: 2")  # B owns the run by now
+        except BaseException as exc:
+            stopped.append(type(exc).__name__)
+            raise
+        return "A"
+
+    async def rescuer(ctx: StepContext) -> str:
+        assert ctx.last_checkpoint == "A: 1"
+        await ctx.checkpoint("B: 2")
+        await gate.wait()
+        return "B"
+
+    a = env.engine(worker_id="A", lease=30)
+    await a.start()
+    run = await a.workflow("fenced", steps={"step": zombie}).start()
+    await env.settle()
+    assert a._worker is not None
+    await a._worker.stop()  # A stops heartbeating: its process is frozen, not dead
+    await a._heartbeats.stop()
+    b = env.engine(worker_id="B", lease=30)
+    wf = b.workflow("fenced", steps={"step": rescuer})
+    await b.start()
+    await env.clock.advance(31)
+    await env.settle()
+    mid = await env.store.get(run.id)
+    assert mid is not None and mid.lease is not None and mid.lease.owner == "B"
+    assert mid.steps[0].checkpoint == {"value": "B: 2"}
+    gate.set()  # both go on; A's checkpoint must not land
+    done = await wf.wait_for(run.id, timeout=10)
+    assert done.output == "B"
+    assert stopped == ["LeaseLostSignal"]
