@@ -15,7 +15,7 @@ from streamline_core import (
     ValidationError,
 )
 from tests.conftest import Env
-from tests.helpers import CountingStore
+from tests.helpers import CountingStore, settle_until, stored
 
 
 async def drive(env: Env, seconds: float = 5.0, rounds: int = 10) -> None:
@@ -60,7 +60,7 @@ async def test_a_retry_resumes_from_the_last_checkpoint(env: Env) -> None:
     async with env.engine() as engine:
         wf = engine.workflow("crawl", steps={"crawl": StepConfig(crawl, retries=2, retry_delay=1)})
         run = await wf.start()
-        await env.settle()
+        await settle_until(env, stored(env, run.id, lambda r: r.status == RunStatus.WAITING))
         waiting = await wf.get(run.id)
         assert waiting is not None and waiting.status == RunStatus.WAITING
         assert waiting.steps[0].checkpoint == {"value": 3}  # kept across the attempt
@@ -91,7 +91,7 @@ async def test_a_crash_resumes_from_the_last_checkpoint_on_another_worker(env: E
     a = env.engine(worker_id="A", lease=30)
     await a.start()
     run = await a.workflow("crawl", steps={"crawl": crawler("A")}).start()
-    await env.settle()
+    await settle_until(env, stored(env, run.id, lambda r: r.steps[0].checkpoint == {"value": 2}))
     a._abandon()
     b = env.engine(worker_id="B", lease=30)
     wf = b.workflow("crawl", steps={"crawl": crawler("B")})
@@ -111,7 +111,7 @@ async def test_rewind_clears_the_checkpoint(env: Env) -> None:
     async with env.engine() as engine:
         wf = engine.workflow("crawl", steps={"crawl": crawl, "after": lambda ctx: None})
         run = await wf.start()
-        await env.settle()
+        await settle_until(env, stored(env, run.id, lambda r: r.status == RunStatus.WAITING))
         waiting = await wf.get(run.id)
         assert waiting is not None and waiting.steps[0].checkpoint == {"value": "half way"}
         await wf.pause(run.id)
@@ -224,7 +224,7 @@ async def test_a_zombie_workers_checkpoint_is_fenced_after_a_takeover(env: Env) 
     a = env.engine(worker_id="A", lease=30)
     await a.start()
     run = await a.workflow("fenced", steps={"step": zombie}).start()
-    await env.settle()
+    await settle_until(env, stored(env, run.id, lambda r: r.steps[0].checkpoint is not None))
     assert a._worker is not None
     await a._worker.stop()  # A stops heartbeating: its process is frozen, not dead
     await a._heartbeats.stop()
@@ -232,11 +232,22 @@ async def test_a_zombie_workers_checkpoint_is_fenced_after_a_takeover(env: Env) 
     wf = b.workflow("fenced", steps={"step": rescuer})
     await b.start()
     await env.clock.advance(31)
-    await env.settle()
-    mid = await env.store.get(run.id)
-    assert mid is not None and mid.lease is not None and mid.lease.owner == "B"
+    for _ in range(100):  # until B has taken the run over and saved its checkpoint
+        await env.settle()
+        mid = await env.store.get(run.id)
+        assert mid is not None
+        if mid.steps[0].checkpoint == {"value": "B: 2"}:
+            break
+    assert mid.lease is not None and mid.lease.owner == "B"
     assert mid.steps[0].checkpoint == {"value": "B: 2"}
     gate.set()  # both go on; A's checkpoint must not land
     done = await wf.wait_for(run.id, timeout=10)
-    assert done.output == "B"
+
+    async def zombie_stopped() -> bool:
+        return bool(stopped)
+
+    await settle_until(env, zombie_stopped)
     assert stopped == ["LeaseLostSignal"]
+    final = await env.store.get(run.id)
+    assert final is not None and final.revision == done.revision  # A wrote nothing
+    assert done.output == "B"

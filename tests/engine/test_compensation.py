@@ -21,6 +21,7 @@ from streamline_core import (
 )
 from streamline_testing import InMemoryStore
 from tests.conftest import Env
+from tests.helpers import settle_until, stored
 
 
 async def drive(env: Env, seconds: float = 5.0, rounds: int = 10) -> None:
@@ -105,7 +106,7 @@ async def test_the_run_is_running_while_it_compensates(env: Env) -> None:
     async with env.engine() as engine:
         wf = engine.workflow("order", steps=order.steps())
         run = await wf.start()
-        await env.settle()
+        await settle_until(env, stored(env, run.id, lambda r: r.steps[1].compensation == "done"))
         mid = await wf.get(run.id)
         assert mid is not None
         assert mid.status == RunStatus.RUNNING
@@ -146,7 +147,12 @@ async def test_a_crash_mid_saga_resumes_without_compensating_a_step_twice(env: E
     a = env.engine(worker_id="A", lease=30)
     await a.start()
     run = await a.workflow("order", steps=first.steps()).start()
-    await env.settle()
+    await settle_until(env, stored(env, run.id, lambda r: r.steps[1].compensation == "done"))
+
+    async def releasing() -> bool:
+        return first.calls["release"] == 1
+
+    await settle_until(env, releasing)
     assert first.calls == {"refund": 1, "release": 1}
     a._abandon()
 
@@ -172,7 +178,8 @@ async def test_cancel_does_not_compensate_unless_asked(env: Env) -> None:
             "saga", steps={**saga.steps(), "ship": wait_ship}, compensate_on_cancel=True
         )
         ra, rb = await a.start(), await b.start()
-        await env.settle()
+        for r in (ra, rb):
+            await settle_until(env, stored(env, r.id, lambda r: r.status == RunStatus.WAITING))
         cancelled_a = await a.cancel(ra.id)
         cancelling = await b.cancel(rb.id, reason="customer changed their mind")
         assert cancelling.status == RunStatus.RUNNING and cancelling.compensation == "pending"
@@ -195,7 +202,7 @@ async def test_a_dead_lettered_run_is_compensated(env: Env) -> None:
     first = env.engine(worker_id="w0", lease=10)
     await first.start()
     run = await first.workflow("poison", steps=steps).start()
-    await env.settle()
+    await settle_until(env, stored(env, run.id, lambda r: r.current_step_id == "ship"))
     first._abandon()
     for i in (1, 2):
         w = env.engine(worker_id=f"w{i}", lease=10, max_recoveries=1)
@@ -204,6 +211,9 @@ async def test_a_dead_lettered_run_is_compensated(env: Env) -> None:
         await env.clock.advance(11)
         await env.settle()
         if i == 1:
+            await settle_until(
+                env, stored(env, run.id, lambda r: r.lease is not None and r.lease.owner == "w1")
+            )
             w._abandon()
     final = await env.engine().workflow("poison", steps=steps).wait_for(run.id, timeout=10)
     assert final.status == RunStatus.FAILED

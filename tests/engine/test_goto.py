@@ -15,7 +15,7 @@ from streamline_core import (
     ValidationError,
 )
 from tests.conftest import Env
-from tests.helpers import CountingStore
+from tests.helpers import CountingStore, settle_until, stored
 
 
 async def test_jumping_back_loops_and_keeps_the_context(env: Env) -> None:
@@ -60,12 +60,12 @@ async def test_jumping_back_resets_the_target_and_every_later_step(env: Env) -> 
     async with env.engine() as engine:
         wf = engine.workflow("reset", steps={"ask": ask, "middle": middle, "back": back})
         run = await wf.start()
-        await env.settle()
-        stored = await wf.get(run.id)
-    assert stored is not None
-    assert stored.status == RunStatus.WAITING and stored.current_step_id == "ask"
-    assert stored.context == {"again": True}
-    middle_step, back_step = stored.steps[1], stored.steps[2]
+        await settle_until(env, stored(env, run.id, lambda r: r.status == RunStatus.WAITING))
+        now = await wf.get(run.id)
+    assert now is not None
+    assert now.status == RunStatus.WAITING and now.current_step_id == "ask"
+    assert now.context == {"again": True}
+    middle_step, back_step = now.steps[1], now.steps[2]
     for step in (middle_step, back_step):
         assert step.status == StepStatus.PENDING
         assert step.output is None and step.attempts == 0 and step.started_at is None

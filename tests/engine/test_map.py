@@ -8,7 +8,7 @@ from typing import Any
 
 from streamline_core import ErrorCode, RunStatus, StepConfig, StepContext, ValidationError
 from tests.conftest import Env
-from tests.helpers import CountingStore
+from tests.helpers import CountingStore, settle_until, stored
 
 
 async def drive(env: Env, seconds: float = 5.0, rounds: int = 10) -> None:
@@ -84,7 +84,13 @@ async def test_after_a_crash_only_unfinished_items_run_again(env: Env) -> None:
     a = env.engine(worker_id="A", lease=30)
     await a.start()
     run = await a.workflow("fetch", steps={"step": fetcher("A")}).start()
-    await env.settle()
+
+    def three_saved(r: Any) -> bool:
+        return (
+            bool(r.steps[0].checkpoint) and len(r.steps[0].checkpoint["maps"]["0"]["results"]) == 3
+        )
+
+    await settle_until(env, stored(env, run.id, three_saved))
     mid = await env.store.get(run.id)
     assert mid is not None
     saved = mid.steps[0].checkpoint["maps"]["0"]["results"]
@@ -123,7 +129,7 @@ async def test_a_failing_item_fails_the_step_after_the_others_settle_and_a_retry
     async with env.engine() as engine:
         wf = engine.workflow("flaky", steps={"step": StepConfig(step, retries=2, retry_delay=1)})
         run = await wf.start()
-        await env.settle()
+        await settle_until(env, stored(env, run.id, lambda r: r.status == RunStatus.WAITING))
         retrying = await wf.get(run.id)
         assert retrying is not None and retrying.status == RunStatus.WAITING
         # 0 and 2 were in flight with 1: they settled and were saved; 3 and 4 never started.
