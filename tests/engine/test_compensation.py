@@ -315,3 +315,29 @@ def test_compensate_options_in_every_form_and_their_validation() -> None:
             )
     with pytest.raises(ValidationError):
         engine.workflow("bad3", steps={"a": lambda ctx: 1}, compensate_on_cancel="yes")  # type: ignore[arg-type]
+
+
+async def test_cancel_with_compensate_on_cancel_stops_an_executing_step_first(env: Env) -> None:
+    order = Order(ship_fails=False)
+    started = asyncio.Event()
+    shipped: list[str] = []
+
+    async def slow_ship(ctx: StepContext) -> str:
+        started.set()
+        await asyncio.Event().wait()
+        shipped.append("late")  # never: the step is stopped and fenced
+        return "shipped"
+
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "saga", steps={**order.steps(), "ship": slow_ship}, compensate_on_cancel=True
+        )
+        run = await wf.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await wf.cancel(run.id)
+        done = await wf.wait_for(run.id, timeout=10)
+    assert done.status == RunStatus.CANCELLED
+    assert done.compensation == "done"
+    assert order.calls == {"refund": 1, "release": 1}
+    assert shipped == []
+    assert done.steps[2].status != StepStatus.DONE
