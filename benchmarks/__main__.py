@@ -6,8 +6,9 @@ and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
 latency, pickup, claims, memory, postgres (on a throwaway cluster it
 starts, or ``--postgres-url``; see benchmarks/postgres.py), web, children
-(a parent joining 100 child runs). ``--quick`` runs each at a tiny size,
-without DBOS and without strace (the smoke test uses it). See
+(a parent joining 100 child runs), map (``ctx.map`` against as many steps).
+``--quick`` runs each at a tiny size, without DBOS and without strace (the
+smoke test uses it). See
 docs/performance.md for what each figure means.
 """
 
@@ -43,6 +44,7 @@ SECTIONS = (
     "postgres",
     "web",
     "children",
+    "map",
 )
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -209,7 +211,7 @@ def _pickup(sizes: Sizes) -> dict[str, Any]:
 def _sections(
     sizes: Sizes, dbos_python: Path | None, quick: bool, notes: list[str]
 ) -> dict[str, Callable[[], Any]]:
-    from benchmarks import children, claims, disk, latency, memory, web, writes
+    from benchmarks import children, claims, disk, latency, maps, memory, web, writes
 
     return {
         "disk": lambda: disk.probe(sizes.reps, sizes.commits, sizes.batches),
@@ -226,6 +228,7 @@ def _sections(
         "memory": lambda: memory.worker_memory(sizes.waiting, sizes.reps, sizes.idle_s),
         "web": lambda: web.measure(sizes.web_runs, sizes.web_requests),
         "children": lambda: children.parent_with_children(sizes.reps, 10 if quick else 100),
+        "map": lambda: maps.compare(20 if quick else 1_000, sizes.reps),
     }
 
 

@@ -233,6 +233,20 @@ def _memory(mem: dict[str, Any]) -> list[str]:
     return out
 
 
+def _map(res: dict[str, Any]) -> list[str]:
+    out = [
+        "",
+        f"### `ctx.map` over {res['items']:,} items vs {res['items']:,} steps "
+        "(one run, SQLite FULL)",
+        "",
+        "| scenario | store writes | wall time |",
+        "|---|---|---|",
+    ]
+    for name, row in res["rows"].items():
+        out.append(f"| {name} | {_f(row['writes'], ',.0f')} | {_f(row['seconds'], ',.2f', ' s')} |")
+    return out
+
+
 def _kib(fig: Figure) -> Figure:
     return Figure.of(v / 1024 for v in fig.samples)
 
@@ -396,6 +410,8 @@ def render(res: dict[str, Any]) -> str:
         lines += web.render(res["web"])
     if res.get("children"):
         lines += _children(res["children"])
+    if res.get("map"):
+        lines += _map(res["map"])
     lines += _targets(res)
     if res.get("notes"):
         lines += ["", *(f"Note: {n}" for n in res["notes"])]

@@ -154,6 +154,27 @@ def _last_wait(run: WorkflowRun) -> WaitState | None:
     return current.wait if current is not None else None
 
 
+def _abbreviated(value: Any, width: int = 60) -> str:
+    shown = "" if value is None else _printable(repr(value))
+    return shown if len(shown) <= width else shown[: width - 3] + "..."
+
+
+def _flow_notes(step: StepState) -> list[str]:
+    """A step's checkpoint (abbreviated) and compensation state, for ``runs show``."""
+    notes: list[str] = []
+    saved = step.checkpoint
+    if isinstance(saved, dict) and "value" in saved:
+        notes.append(f"checkpoint {_abbreviated(saved['value'], 48)}")
+    elif isinstance(saved, dict) and isinstance(saved.get("maps"), dict):
+        for entry in saved["maps"].values():
+            done = len(entry.get("results") or {}) if isinstance(entry, dict) else 0
+            count = entry.get("count", "?") if isinstance(entry, dict) else "?"
+            notes.append(f"checkpoint: map {done}/{count} items done")
+    if step.compensation is not None:
+        notes.append(f"compensation {step.compensation}")
+    return notes
+
+
 def step_traceback(step: StepState, *, full: bool = False) -> Group | None:
     """Where ``step`` failed: its stored traceback under a line naming it, or ``None``.
 
@@ -234,8 +255,9 @@ def run_detail(
         if s.error is not None:
             detail = Text(_printable(f"{s.error.code}: {s.error.message}"), style="red")
         else:
-            shown = "" if s.output is None else repr(s.output)
-            detail = Text(shown if len(shown) <= 60 else shown[:57] + "...")
+            detail = Text(_abbreviated(s.output))
+        for note in _flow_notes(s):
+            detail.append(("\n" if detail.plain else "") + note, style="dim")
         step_status = s.status.value
         if run.is_terminal and s.status in (StepStatus.WAITING, StepStatus.RUNNING):
             step_status = f"{run.status.value} while {s.status.value}"
@@ -249,6 +271,9 @@ def run_detail(
         )
     if run.error is not None:
         table.caption = _printable(f"error {run.error.code}: {run.error.message}")
+    if run.compensation is not None:
+        saga = f"compensation {run.compensation}"
+        table.caption = f"{table.caption} · {saga}" if table.caption else saga
     parts: list[Table | Text | Group] = [table]
     if run.parent_run_id is not None:
         parts.insert(

@@ -3,7 +3,8 @@
 Model layer: imports nothing of streamline_core.
 
 A child's id is a function of (parent run id, step id, attempt, key or
-position), and of the parent's epoch once it was rewound. A step re-executed
+position), and of the parent's epoch once it was rewound and its goto count
+once it jumped. A step re-executed
 after a crash runs under the same attempt number (a recovery is not an
 attempt), so it derives the same ids and finds the children it already
 started instead of starting them twice; a retry is a new attempt, and a
@@ -26,6 +27,7 @@ def child_run_id(
     attempt: int,
     slot: tuple[str, str | int],
     epoch: int = 0,
+    gotos: int = 0,
 ) -> str:
     """The id of the child started by ``step_id``'s ``attempt`` of ``parent_run_id`` at ``slot``.
 
@@ -35,9 +37,10 @@ def child_run_id(
         attempt: That step's attempt number.
         slot: ``("key", key)`` for a caller's key, ``("pos", n)`` for the n-th
             child the attempt started without one (keys and positions never collide).
-        epoch: The parent's epoch (``rewind_to`` bumps it and resets attempts).
         epoch: The parent's epoch (``rewind_to`` bumps it and resets attempts,
             so a rewound step starts new children too).
+        gotos: The parent's ``ctx.goto`` count (a jump back resets attempts
+            too, so a step run again by a loop starts new children).
 
     Returns:
         26 characters in the run-id alphabet: the parent's time prefix (so
@@ -46,6 +49,8 @@ def child_run_id(
     parts: list[object] = [parent_run_id, step_id, attempt, slot[0], slot[1]]
     if epoch:
         parts.append(epoch)
+    if gotos:
+        parts.append(["goto", gotos])
     raw = json.dumps(parts, separators=(",", ":"))
     value = int.from_bytes(hashlib.sha256(raw.encode()).digest()[:10], "big")
     tail = []

@@ -93,7 +93,8 @@ class ChildSteps:
         return ("pos", self._child_position)
 
     def _child_id(self, slot: tuple[str, str | int]) -> str:
-        return child_run_id(self._run.id, self._step_id, self._attempt, slot, self._run.epoch)
+        run = self._run
+        return child_run_id(run.id, self._step_id, self._attempt, slot, run.epoch, run.gotos)
 
     async def start_child(
         self, workflow: Any, input: Any = None, *, key: str | None = None, detached: bool = False

@@ -133,6 +133,7 @@ def suspend_step(
             started_at=started_at or prev.started_at or now,
             error=error,
             wait=wait,
+            checkpoint=prev.checkpoint,  # kept across attempts
         ).model_dump(),
         "status": RunStatus.WAITING.value,
         "wait": wait.model_dump(),
@@ -190,6 +191,7 @@ def fail_run(
             started_at=started_at or prev.started_at or now,
             ended_at=now,
             error=step_error or error,
+            checkpoint=prev.checkpoint,
         ).model_dump()
     return patch
 
@@ -309,6 +311,10 @@ def rewind_run(
         "updated_at": now,
         "epoch": run.epoch + 1,
     }
+    if run.gotos:
+        patch["gotos"] = 0
+    if run.compensation is not None:
+        patch["compensation"] = None
     for j in range(idx, len(run.steps)):
         patch[f"steps.{j}"] = StepState(step_id=run.steps[j].step_id).model_dump()
     return patch

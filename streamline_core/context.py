@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 
@@ -17,9 +17,10 @@ from streamline_core._child_steps import ChildOps, ChildSteps
 from streamline_core._durations import seconds
 from streamline_core._hook_tokens import Hook, new_hook
 from streamline_core._json import Unstorable, to_json_value
+from streamline_core._step_progress import StepProgress
 from streamline_core.clock import Clock
-from streamline_core.errors import SuspendSignal, ValidationError
-from streamline_core.run import StepStatus, WaitState, WorkflowRun
+from streamline_core.errors import GotoSignal, StepNotFoundError, SuspendSignal, ValidationError
+from streamline_core.run import RunError, StepStatus, WaitState, WorkflowRun
 
 __all__ = ["StepContext", "StepServices"]
 
@@ -49,6 +50,10 @@ class StepServices(Protocol):
         """Child runs: ``run_child``, ``run_children``, ``start_child``, ``join``."""
         ...
 
+    async def write_checkpoint(self, run_id: str, step_id: str, changes: Mapping[str, Any]) -> None:
+        """Write ``changes`` under the executing step's checkpoint, fenced by the lease."""
+        ...
+
 
 class StepContext(ChildSteps):
     """The handle a step handler gets: facts about the run, its context, and suspension.
@@ -68,6 +73,8 @@ class StepContext(ChildSteps):
         attempt: int,
         input_value: Any,
         changes: dict[str, Any],
+        *,
+        compensating: bool = False,
     ) -> None:
         # ``changes`` belongs to the executor: the context keys this step set,
         # written with the step's commit.
@@ -80,6 +87,8 @@ class StepContext(ChildSteps):
         self._changes = changes
         self._hook_hash: str | None = None
         self._signal: asyncio.Event | None = None
+        self._compensating = compensating
+        self._progress: StepProgress | None = None
 
     @property
     def signal(self) -> asyncio.Event:
@@ -237,6 +246,84 @@ class StepContext(ChildSteps):
         if until is None:
             raise ValidationError("sleep needs a duration", run_id=self.run_id)
         raise SuspendSignal(WaitState(kind="timer", until=until))
+
+    # --- in-step flow: checkpoints, map, goto --------------------------------------------
+
+    @property
+    def error(self) -> RunError | None:
+        """The run's failure, in a ``compensate`` handler (``None`` in an ordinary step)."""
+        return self._run.error
+
+    def _flow(self, what: str) -> StepProgress:
+        if self._compensating:
+            raise ValidationError(
+                f"step {self.step_id!r}: a compensate handler may not use ctx.{what}",
+                run_id=self.run_id,
+                step_id=self.step_id,
+            )
+        if self._progress is None:
+            step = self._run.step(self._step_id)
+            self._progress = StepProgress(
+                self._services, self.run_id, self._step_id, step.checkpoint if step else None
+            )
+        return self._progress
+
+    @property
+    def last_checkpoint(self) -> Any:
+        """What this step last saved with :meth:`checkpoint` (``None`` at first).
+
+        Kept across attempts and recoveries; cleared when the step completes
+        or is rewound.
+        """
+        if self._compensating:
+            return None
+        return self._flow("last_checkpoint").last_value
+
+    async def checkpoint(self, value: Any) -> None:
+        """Save ``value`` as this step's progress: one durable write, fenced by the lease.
+
+        Raises:
+            ValidationError: ``value`` is not JSON-compatible, or this step uses ``map``.
+        """
+        await self._flow("checkpoint").save(value)
+
+    async def map(
+        self, fn: Callable[[Any], Any], items: Iterable[Any], *, concurrency: int | None = None
+    ) -> list[Any]:
+        """``await fn(item)`` for every item, at most ``concurrency`` at once; results in order.
+
+        Each finished item's result is written to the step's checkpoint as it
+        completes (the results of one event-loop iteration share one write),
+        so after a crash or a retry only the unfinished items run again. A
+        failing item fails the step once the items in flight have settled.
+
+        Raises:
+            ValidationError: ``items`` is not iterable, an item or result is not
+                JSON-compatible, ``concurrency`` is not a positive integer, or
+                this step uses ``checkpoint``.
+        """
+        return await self._flow("map").map(fn, items, concurrency)
+
+    async def goto(self, step_id: str) -> NoReturn:
+        """End this step (``skipped``) and continue the run at ``step_id``.
+
+        Jumping back resets ``step_id`` and every later step to ``pending``
+        (outputs cleared, attempts 0; the context stays); jumping forward
+        records the steps in between as ``skipped``. The workflow's
+        ``max_gotos`` bounds the jumps of a run.
+
+        Raises:
+            StepNotFoundError: the workflow has no step ``step_id``.
+        """
+        if self._compensating:
+            self._flow("goto")
+        if not isinstance(step_id, str) or self._run.step(step_id) is None:
+            raise StepNotFoundError(
+                f"ctx.goto({step_id!r}): workflow {self.workflow_id!r} has no such step",
+                run_id=self.run_id,
+                step_id=self.step_id,
+            )
+        raise GotoSignal(step_id)
 
     # --- liveness, events, logs ------------------------------------------------------
 

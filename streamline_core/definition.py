@@ -34,6 +34,7 @@ __all__ = [
     "MAX_STEP_ID_LENGTH",
     "seconds",
     "resolve_step",
+    "is_async_callable",
 ]
 
 Handler: TypeAlias = Callable[["StepContext"], Any]
@@ -79,6 +80,7 @@ class StepDefaults:
         retry_delay: Base delay in seconds before a retry.
         retry_backoff: ``"exponential"``, ``"linear"``, ``"fixed"`` or a float multiplier.
         retry: A :class:`Retry` for every step (its fields fill what the others leave unset).
+        compensate_retries: Attempts of each ``compensate`` handler (1..20).
     """
 
     retries: int | None = None
@@ -86,6 +88,7 @@ class StepDefaults:
     retry_delay: float | timedelta | None = None
     retry_backoff: Backoff | None = None
     retry: Retry | None = None
+    compensate_retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class StepConfig:
         retry_backoff: Backoff shape; default ``"exponential"``.
         skip_if: ``skip_if(ctx) -> bool``; when true the step is recorded as
             ``skipped`` (output ``None``) without running.
+        compensate: ``compensate(ctx)`` undoes a ``done`` step when its run
+            fails (the saga pattern; the original library's ``onCompensate``).
+        compensate_retries: Attempts of ``compensate`` (1..20); default 3.
     """
 
     handler: Handler
@@ -109,6 +115,8 @@ class StepConfig:
     retry_backoff: Backoff | None = None
     skip_if: Callable[[StepContext], Any] | None = None
     retry: Retry | None = None
+    compensate: Handler | None = None
+    compensate_retries: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,10 +134,17 @@ class StepSpec:
     max_retry_delay: float = 60.0
     retry_jitter: float = 0.3
     non_retryable: tuple[type[BaseException], ...] = ()
+    compensate: Handler | None = field(default=None, compare=False)
+    compensate_retries: int = 3
 
     def same_as(self, other: StepSpec) -> bool:
         """Equal options and the very same callables."""
-        return self == other and self.handler is other.handler and self.skip_if is other.skip_if
+        return (
+            self == other
+            and self.handler is other.handler
+            and self.skip_if is other.skip_if
+            and self.compensate is other.compensate
+        )
 
 
 _CONFIG_KEYS = {f.name for f in fields(StepConfig)}
@@ -167,6 +182,8 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
         )
     if value.skip_if is not None and not callable(value.skip_if):
         raise ValidationError(f"step {step_id!r}: skip_if must be callable")
+    if value.compensate is not None and not callable(value.compensate):
+        raise ValidationError(f"step {step_id!r}: compensate must be callable")
     d = defaults or StepDefaults()
     for where, holder in ((f"step {step_id!r}", value), ("defaults", d)):
         _check_retry(where, holder)
@@ -213,10 +230,18 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
         isinstance(jitter, bool) or not isinstance(jitter, (int, float)) or not 0 <= jitter <= 1
     ):
         raise ValidationError(f"step {step_id!r}: jitter must be a fraction from 0 to 1")
+    compensate_retries = pick("compensate_retries", 3)
+    if (
+        isinstance(compensate_retries, bool)
+        or not isinstance(compensate_retries, int)
+        or not 1 <= compensate_retries <= 20
+    ):
+        raise ValidationError(
+            f"step {step_id!r}: compensate_retries must be an integer from 1 to 20, "
+            f"got {compensate_retries!r}"
+        )
     handler = value.handler
-    is_async = inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-        getattr(handler, "__call__", None)  # noqa: B004 - async callable objects
-    )
+    is_async = is_async_callable(handler)
     return StepSpec(
         step_id=step_id,
         handler=handler,
@@ -229,6 +254,15 @@ def resolve_step(step_id: Any, value: Any, defaults: StepDefaults | None) -> Ste
         max_retry_delay=60.0 if max_delay is None else max_delay,
         retry_jitter=0.3 if jitter is None else float(jitter),
         non_retryable=own_retry.non_retryable or inherited_retry.non_retryable,
+        compensate=value.compensate,
+        compensate_retries=compensate_retries,
+    )
+
+
+def is_async_callable(fn: Any) -> bool:
+    """Whether calling ``fn`` returns a coroutine (an ``async def``, or an object with one)."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
     )
 
 

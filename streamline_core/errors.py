@@ -31,7 +31,8 @@ The tree::
     └── ControlFlowSignal                  never an error; user ``except Exception`` cannot catch it
         ├── SuspendSignal                  ctx.wait / ctx.wait_for / ctx.sleep ended the step
         ├── RunCancelledSignal             the run was cancelled while the step executed
-        └── LeaseLostSignal                this worker no longer owns the run
+        ├── LeaseLostSignal                this worker no longer owns the run
+        └── GotoSignal                     ctx.goto: the step ends, the run jumps
 
 ``ConflictError`` never reaches a caller of the public API: the engine retries
 or reports a domain error instead.
@@ -63,6 +64,7 @@ __all__ = [
     "SuspendSignal",
     "RunCancelledSignal",
     "LeaseLostSignal",
+    "GotoSignal",
 ]
 
 
@@ -278,3 +280,11 @@ class RunCancelledSignal(ControlFlowSignal):
 
 class LeaseLostSignal(ControlFlowSignal):
     """This worker lost the run's lease while its step executed."""
+
+
+class GotoSignal(ControlFlowSignal):
+    """Raised by ``ctx.goto(step_id)``: the step ends as ``skipped`` and the run jumps."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__(f"goto:{target}")
+        self.target = target

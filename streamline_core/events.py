@@ -8,6 +8,7 @@ Event names are the original library's::
     workflow:resumed  workflow:cancelled  workflow:recovered  workflow:retry
     step:started  step:completed  step:failed  step:waiting  step:skipped
     step:retry-scheduled
+    workflow:compensating  step:compensated  step:compensation-failed
     engine:error  scheduler:error
 
 plus any custom name a handler emits with ``ctx.emit``. Every event goes to
@@ -39,6 +40,9 @@ LIFECYCLE_EVENTS: tuple[str, ...] = (
     "step:waiting",
     "step:skipped",
     "step:retry-scheduled",
+    "workflow:compensating",
+    "step:compensated",
+    "step:compensation-failed",
     "engine:error",
     "scheduler:error",
 )

@@ -40,6 +40,7 @@ __all__ = [
     "WaitState",
     "RunError",
     "StepState",
+    "Compensation",
     "Lease",
     "MailboxEvent",
     "WorkflowRun",
@@ -138,8 +139,21 @@ class RunError(_Model):
     traceback: str | None = None
 
 
+Compensation = Literal["pending", "done", "failed"]
+"""Where a saga stands: on a run (``WorkflowRun.compensation``) and on each compensated step."""
+
+
 class StepState(_Model):
-    """Progress record of one declared step."""
+    """Progress record of one declared step.
+
+    ``checkpoint`` is what the step saved while it ran, kept across attempts
+    and recoveries and cleared when it completes or is rewound: ``None``,
+    ``{"value": v}`` (``ctx.checkpoint(v)``) or ``{"maps": {"<n>": {"items":
+    fingerprint, "count": n, "results": {"<index>": result}}}}`` (the finished items of
+    the step's n-th ``ctx.map``). ``compensation`` is set on ``done`` steps
+    with a ``compensate`` handler once their run fails: ``pending``, then
+    ``done`` or ``failed``.
+    """
 
     step_id: str
     status: StepStatus = StepStatus.PENDING
@@ -149,6 +163,8 @@ class StepState(_Model):
     output: Any = None
     error: RunError | None = None
     wait: WaitState | None = None
+    checkpoint: Any = None
+    compensation: Compensation | None = None
 
     _v_times = field_validator("started_at", "ended_at")(_aware)
 
@@ -183,6 +199,9 @@ class WorkflowRun(_Model):
     ``epoch`` counts the times the cursor was moved from outside (``rewind_to``):
     a step's outcome is committed only into the epoch its execution began in,
     so a result computed before a rewind never lands after it.
+    ``gotos`` counts the jumps of ``ctx.goto`` (bounded by ``max_gotos``);
+    ``compensation`` is ``pending`` while a failed run's saga runs (the run
+    is ``running``), then ``done`` or ``failed``; ``None`` when no saga ran.
     """
 
     id: str
@@ -207,6 +226,8 @@ class WorkflowRun(_Model):
     lease: Lease | None = None
     recoveries: int = 0
     epoch: int = 0
+    gotos: int = 0
+    compensation: Compensation | None = None
     revision: int = 0
     idempotency_key: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)

@@ -95,6 +95,8 @@ class Workflow:
         retry_backoff: Any = None,
         skip_if: Callable[[Any], Any] | None = None,
         retry: Retry | None = None,
+        compensate: Handler | None = None,
+        compensate_retries: int | None = None,
     ) -> Callable[[Handler], Handler]: ...
 
     def step(
@@ -109,6 +111,8 @@ class Workflow:
         retry_backoff: Any = None,
         skip_if: Callable[[Any], Any] | None = None,
         retry: Retry | None = None,
+        compensate: Handler | None = None,
+        compensate_retries: int | None = None,
     ) -> Handler | Callable[[Handler], Handler]:
         """Add a step (in declaration order): ``@wf.step`` or ``@wf.step(retries=5, ...)``.
 
@@ -125,6 +129,8 @@ class Workflow:
                 retry_backoff=retry_backoff,
                 skip_if=skip_if,
                 retry=retry,
+                compensate=compensate,
+                compensate_retries=compensate_retries,
             )
             self.spec.add(resolve_step(step_id, config, self.spec.defaults))
             return fn

@@ -47,6 +47,10 @@ class WorkflowOptions(TypedDict, total=False):
     """A pydantic model that validates ``start`` input."""
     join_recheck: float | timedelta
     """Seconds between re-reads of the children a joining step waits on (default 30)."""
+    max_gotos: int
+    """How many ``ctx.goto`` jumps a run may make (default 1000); the next fails the run."""
+    compensate_on_cancel: bool
+    """Whether ``cancel`` runs the saga's ``compensate`` handlers first (default no)."""
 
 
 class WorkflowSpec:
@@ -62,6 +66,8 @@ class WorkflowSpec:
         input_model: A pydantic model that validates ``start`` input.
         join_recheck: A step joining child runs re-reads them at least this
             often (seconds), so a lost notification delays it, never strands it.
+        max_gotos: How many ``ctx.goto`` jumps a run may make; the next fails it.
+        compensate_on_cancel: ``cancel`` compensates the done steps first.
 
     Raises:
         ValidationError: The definition is invalid.
@@ -77,6 +83,8 @@ class WorkflowSpec:
         defaults: StepDefaults | None = None,
         input_model: type[Any] | None = None,
         join_recheck: float | timedelta = JOIN_RECHECK,
+        max_gotos: int = 1000,
+        compensate_on_cancel: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
@@ -90,6 +98,10 @@ class WorkflowSpec:
             isinstance(input_model, type) and issubclass(input_model, pydantic.BaseModel)
         ):
             raise ValidationError("input_model must be a pydantic model class")
+        if isinstance(max_gotos, bool) or not isinstance(max_gotos, int) or max_gotos < 0:
+            raise ValidationError(f"max_gotos must be an integer >= 0, got {max_gotos!r}")
+        if not isinstance(compensate_on_cancel, bool):
+            raise ValidationError("compensate_on_cancel must be a bool")
         if steps is not None and not isinstance(steps, Mapping):
             raise ValidationError("steps must be a mapping of step id to handler")
         recheck = seconds(join_recheck, "join_recheck")
@@ -101,6 +113,8 @@ class WorkflowSpec:
         self.defaults = defaults
         self.input_model = input_model
         self.context = context
+        self.max_gotos = max_gotos
+        self.compensate_on_cancel = compensate_on_cancel
         self.steps: list[StepSpec] = []
         for step_id, value in (steps or {}).items():
             self.add(resolve_step(step_id, value, defaults))
@@ -125,6 +139,8 @@ class WorkflowSpec:
             and all(a.same_as(b) for a, b in zip(self.steps, other.steps, strict=True))
             and self.context is other.context
             and self.input_model is other.input_model
+            and self.max_gotos == other.max_gotos
+            and self.compensate_on_cancel == other.compensate_on_cancel
         )
 
     @property

@@ -37,3 +37,26 @@ class CountingStore:
             return result
 
         return call
+
+
+async def settle_until(env: Any, check: Any, rounds: int = 200) -> None:
+    """Settle ``env`` until ``await check()`` is true (bounded; no fake time passes).
+
+    For a test that needs the engine to reach a state (a step waiting on a
+    gate, a retry scheduled) before it acts, even on a loaded machine.
+    """
+    for _ in range(rounds):
+        await env.settle()
+        if await check():
+            return
+    raise AssertionError(f"never reached: {getattr(check, '__name__', check)}")
+
+
+def stored(env: Any, run_id: str, test: Any) -> Any:
+    """A ``settle_until`` check: ``test(run)`` holds for the run as stored."""
+
+    async def check() -> bool:
+        run = await env.store.get(run_id)
+        return run is not None and bool(test(run))
+
+    return check

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import streamline_core._flow_patches as F
 import streamline_core._patches as P
 from streamline_core._hook_tokens import hash_token, run_id_of
 from streamline_core._json import Unstorable, to_json_value
@@ -133,16 +134,22 @@ class Control:
             InvalidStateError: the run already ended.
         """
         rt = self._rt
-        run = await cas(
-            rt,
-            self._reads,
-            run_id,
-            workflow_id,
-            lambda r: P.cancel_run(r, reason, rt.clock.now()),
-        )
+
+        def build(r: WorkflowRun) -> Patch:
+            spec = rt.registry.for_run(r)
+            if spec is None or not spec.compensate_on_cancel:
+                return P.cancel_run(r, reason, rt.clock.now())
+            saga = [s.compensate is not None for s in spec.steps]
+            return F.cancel_and_compensate(
+                r, reason, has_compensate=saga, now=rt.clock.now(), lease=None
+            )
+
+        run = await cas(rt, self._reads, run_id, workflow_id, build)
         state = rt.inflight.get(run.id)
         if state is not None:
             state.interrupt("cancelled")
+        if run.compensation == "pending" and not run.is_terminal:
+            rt.wake()  # compensate_on_cancel: the saga runs wherever the run is claimed
         await rt.events.ended(run)
         return run
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import streamline_core._patches as P
+import streamline_core._flow_patches as F
 from streamline_core._runtime.commits import release_quietly
 from streamline_core._runtime.executor import Executor
 from streamline_core._runtime.heartbeats import Heartbeats
@@ -100,7 +100,11 @@ class Dispatcher:
                 lag = max(0.0, (now - run.next_run_at).total_seconds())
                 rt.counters.last_pickup_lag = lag
                 rt.counters.max_pickup_lag = max(rt.counters.max_pickup_lag, lag)
-            if run.recoveries > rt.max_recoveries and run.status == RunStatus.RUNNING:
+            if (
+                run.recoveries > rt.max_recoveries
+                and run.status == RunStatus.RUNNING
+                and run.compensation is None
+            ):
                 await self._dead_letter(run)
                 continue
             if rt.registry.for_run(run) is None:
@@ -121,6 +125,7 @@ class Dispatcher:
                 run.status == RunStatus.RUNNING
                 and idx >= 0
                 and run.steps[idx].status == StepStatus.RUNNING
+                and run.compensation is None
             ):
                 rt.counters.recoveries += 1
                 await rt.events.emit(
@@ -149,17 +154,24 @@ class Dispatcher:
             ),
             step_id=run.current_step_id,
         )
+        spec = rt.registry.for_run(run)
+        saga = [s.compensate is not None for s in spec.steps] if spec is not None else []
+        now = rt.clock.now()
         try:
             done = await rt.io.transition(
                 run.id,
                 run.revision,
-                P.fail_run(run, error, now=rt.clock.now()),
+                F.fail_or_compensate(
+                    run, error, has_compensate=saga, now=now, lease=rt.lease_value(now)
+                ),
                 owner=rt.worker_id,
             )
         except StoreError as exc:
             await rt.events.emit("engine:error", run_id=run.id, error=exc)
             return
         rt.counters.dead_lettered += 1
+        if done.compensation == "pending":
+            self.dispatch(done)  # its saga runs here, on the lease it keeps
         await rt.events.ended(done)
 
     async def execute(self, run_id: str, workflow_id: str | None) -> WorkflowRun:

@@ -11,22 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import streamline_core._patches as P
 from streamline_core._json import MAX_DEPTH, Unstorable, to_json_value
+from streamline_core._runtime.checkpoints import Checkpoints
 from streamline_core._runtime.children import Children
 from streamline_core._runtime.commits import Dropped, Patch, Refused, commit
+from streamline_core._runtime.compensation import Saga
 from streamline_core._runtime.emitter import Emitter
 from streamline_core._runtime.inflight import RunState
+from streamline_core._runtime.jumps import Jumps
 from streamline_core._runtime.outcomes import Outcomes, goes_on
 from streamline_core._runtime.runtime import Runtime
 from streamline_core.clock import Clock, SystemClock
 from streamline_core.context import StepContext
 from streamline_core.definition import StepSpec
 from streamline_core.errors import (
+    ControlFlowSignal,
+    GotoSignal,
     NonRetriableError,
     StepTimeoutError,
     SuspendSignal,
@@ -52,6 +57,7 @@ class _Services:
     events: Emitter
     beat: Beat
     children: Children
+    checkpoints: Checkpoints
 
     async def emit(
         self, name: str, *, run_id: str, step_id: str, data: Any, workflow_id: str
@@ -63,6 +69,9 @@ class _Services:
     async def heartbeat(self, run_id: str) -> None:
         await self.beat(run_id)
 
+    async def write_checkpoint(self, run_id: str, step_id: str, changes: Mapping[str, Any]) -> None:
+        await self.checkpoints.write(run_id, step_id, changes)
+
 
 class Executor:
     """Runs steps for one runtime; the per-run state lives in :class:`RunState`."""
@@ -73,7 +82,9 @@ class Executor:
         self._rt = rt
         self._outcomes = outcomes
         self._children = children
-        self._services = _Services(rt.clock, rt.events, heartbeat, children)
+        self._services = _Services(rt.clock, rt.events, heartbeat, children, Checkpoints(rt))
+        self._jumps = Jumps(rt, outcomes)
+        self._saga = Saga(rt, self._services, self._call_handler)
 
     async def drive(self, state: RunState) -> None:
         """Execute ``state.run`` until it ends, suspends, is released or is lost."""
@@ -97,6 +108,9 @@ class Executor:
                             run_id=run.id,
                         ),
                     )
+                    return
+                if run.compensation == "pending":
+                    await self._saga.run(state)
                     return
                 if (
                     run.status == RunStatus.WAITING
@@ -193,6 +207,10 @@ class Executor:
             if sig.wait.kind == "children":
                 await self._children.suspended(state.run)
             return going
+        except GotoSignal as sig:
+            return await self._jumps.jump(state, idx, sig.target, changes, started_at, attempt)
+        except ControlFlowSignal:
+            return False  # a checkpoint found the run no longer ours: nothing to write
         except asyncio.CancelledError:
             reason = state.cancel_reason
             if reason is None:

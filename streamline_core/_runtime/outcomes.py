@@ -12,6 +12,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+import streamline_core._flow_patches as F
 import streamline_core._patches as P
 from streamline_core._runtime.commits import Patch, Refused, commit
 from streamline_core._runtime.inflight import RunState
@@ -19,6 +20,7 @@ from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import (
     ErrorCode,
     NonRetriableError,
+    StepNotFoundError,
     StepTimeoutError,
     ValidationError,
     WorkflowError,
@@ -146,7 +148,7 @@ class Outcomes:
             code = exc.code
         else:
             code = ErrorCode.STEP_FAILED
-        final = isinstance(exc, (NonRetriableError, ValidationError)) or (
+        final = isinstance(exc, (NonRetriableError, ValidationError, StepNotFoundError)) or (
             bool(spec.non_retryable) and isinstance(exc, spec.non_retryable)
         )
         delay: float | None = None
@@ -211,14 +213,17 @@ class Outcomes:
             step_id=spec.step_id,
             details={**error.details, "step_error_code": code.value, "attempts": attempt},
         )
+        saga = [s.compensate is not None for s in state.spec.steps]
         try:
             run = await commit(
                 rt,
                 state,
-                lambda r: P.fail_run(
+                lambda r: F.fail_or_compensate(
                     r,
                     run_error,
+                    has_compensate=saga,
                     now=rt.clock.now(),
+                    lease=rt.lease_value(rt.clock.now()),
                     idx=idx,
                     started_at=started_at,
                     attempts=attempt,
@@ -231,10 +236,19 @@ class Outcomes:
             # hold): fail the run with the bare code rather than leave it leased.
             bare = RunError(code=give_up_code.value, message=message[:200], step_id=spec.step_id)
             run = await commit(
-                rt, state, lambda r: P.fail_run(r, bare, now=rt.clock.now()), spec.step_id
+                rt,
+                state,
+                lambda r: F.fail_or_compensate(
+                    r,
+                    bare,
+                    has_compensate=saga,
+                    now=rt.clock.now(),
+                    lease=rt.lease_value(rt.clock.now()),
+                ),
+                spec.step_id,
             )
         await rt.events.ended(run, error=exc)
-        return False
+        return goes_on(run)  # a saga to run (the run stays leased, compensating)
 
     async def refused(
         self, state: RunState, idx: int, refused: Refused, started_at: datetime, attempt: int

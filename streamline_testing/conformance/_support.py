@@ -48,6 +48,8 @@ def step_doc(step_id: str, status: str = "pending", **fields: Any) -> dict[str, 
         "output": None,
         "error": None,
         "wait": None,
+        "checkpoint": None,
+        "compensation": None,
     }
     doc.update(fields)
     return doc
@@ -82,6 +84,8 @@ def make_doc(run_id: str, **fields: Any) -> dict[str, Any]:
         "lease": None,
         "recoveries": 0,
         "epoch": 0,
+        "gotos": 0,
+        "compensation": None,
         "revision": 0,
         "idempotency_key": None,
         "meta": {},

@@ -93,6 +93,30 @@ async def test_run_child_output_becomes_the_step_output(env: Env) -> None:
     assert await engine.runs.count(parent_run_id=run.id) == 1
 
 
+async def test_a_step_run_again_by_a_goto_loop_starts_a_new_child_each_pass(env: Env) -> None:
+    async with env.engine() as engine:
+        double = _doubler(engine)
+
+        async def spawn(ctx: StepContext) -> None:
+            await ctx.run_child(double, {"n": ctx.context.get("n", 0)})
+
+        async def loop(ctx: StepContext) -> Any:
+            n = ctx.context.get("n", 0)
+            if n < 2:
+                ctx.set("n", n + 1)
+                await ctx.goto("spawn")
+            return ctx.get_output("spawn")
+
+        parent = engine.workflow("looper", steps={"spawn": spawn, "loop": loop})
+        run = await parent.start()
+        done = await _settled(env, parent, run.id)
+        kids = await _children(engine, run.id)
+    assert done.status == RunStatus.DONE
+    assert done.output == 4  # the third pass's child doubled n=2
+    assert sorted(k.input["n"] for k in kids) == [0, 1, 2]
+    assert len({k.id for k in kids}) == 3
+
+
 async def test_run_children_all_returns_the_outputs_in_input_order(env: Env) -> None:
     async with env.engine() as engine:
         _doubler(engine)

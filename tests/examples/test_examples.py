@@ -32,6 +32,10 @@ NAMES = (
     "child_runs",
     "joins",
     "cancel_cascade",
+    "durable_map",
+    "checkpoints",
+    "goto_loop",
+    "saga",
 )
 
 
@@ -227,6 +231,49 @@ async def test_ai_pipeline_rejected_by_the_editor() -> None:
     assert run.status == RunStatus.DONE
     assert run.step("analyze").attempts == 1
     assert run.output == {"published": False, "editor": "dana", "notes": "too short"}
+
+
+async def test_durable_map_fetches_no_finished_page_twice() -> None:
+    engine, clock = fake_engine()
+    run = await load("durable_map").main(engine, clock)
+    assert run.status == RunStatus.DONE
+    assert run.output == {"pages": 8, "words": 2080}
+    fetch_all = run.step("fetch_all")
+    assert fetch_all is not None and fetch_all.attempts == 2
+    assert fetch_all.checkpoint is None  # cleared once the step completed
+
+
+async def test_checkpoints_resume_the_crawl_where_it_failed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    engine, clock = fake_engine()
+    run = await load("checkpoints").main(engine, clock)
+    assert run.status == RunStatus.DONE
+    assert run.output == {"pages": 10}
+    out = capsys.readouterr().out
+    assert "attempt 2 starts at page 6" in out
+    assert "pages crawled: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]" in out
+
+
+async def test_goto_loops_back_and_jumps_forward() -> None:
+    engine, _ = fake_engine()
+    runs = await load("goto_loop").main(engine)
+    full, short = runs["full"], runs["short"]
+    assert full.status == short.status == RunStatus.DONE
+    assert full.context == {"polls": 3} and full.gotos == 2
+    assert full.output == {"published": True, "report": "report after 3 polls"}
+    assert statuses(short)["report"] == StepStatus.SKIPPED
+    assert short.output == {"published": True, "report": None}
+
+
+async def test_saga_refunds_then_releases(capsys: pytest.CaptureFixture[str]) -> None:
+    engine, _ = fake_engine()
+    run = await load("saga").main(engine)
+    assert run.status == RunStatus.FAILED
+    assert run.compensation == "done"
+    assert [s.compensation for s in run.steps] == ["done", "done", None]
+    out = capsys.readouterr().out
+    assert out.index("refund P-42") < out.index("release R-17")
 
 
 def test_hello_world_runs_as_documented() -> None:
