@@ -20,6 +20,7 @@ from streamline_core._runtime.heartbeats import Heartbeats
 from streamline_core._runtime.outcomes import Outcomes
 from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
+from streamline_core._runtime.triggers import Triggers
 
 __all__ = ["Client"]
 
@@ -65,12 +66,14 @@ class Client:
         executor = Executor(rt, Outcomes(rt), heartbeats.beat_now)
         dispatcher = Dispatcher(rt, reads, executor, heartbeats)
         control = Control(rt, reads, dispatcher)
+        creation = Creation(rt, dispatcher)
+        triggers = Triggers(rt, creation, control)
         return cls(
             rt=rt,
             reads=reads,
-            creation=Creation(rt, dispatcher),
+            creation=creation,
             control=control,
-            delivery=Delivery(rt, reads, control, dispatcher),
+            delivery=Delivery(rt, reads, control, dispatcher, triggers),
             dispatcher=dispatcher,
             heartbeats=heartbeats,
             autostart=autostart,

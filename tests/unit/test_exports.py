@@ -51,6 +51,7 @@ CORE = {
     "StoreUnavailableError",
     "ScheduleInfo",
     "Recurrence",
+    "Debounce",
 }
 
 
