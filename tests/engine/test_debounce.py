@@ -168,7 +168,7 @@ async def test_a_failing_key_function_stores_nothing(env: Env) -> None:
         lambda: Debounce(float("inf")),
         lambda: Debounce(5, key="account"),  # type: ignore[arg-type]
         lambda: Debounce(5, max_wait=4),
-        lambda: Debounce(5, max_wait=True),  # type: ignore[arg-type]
+        lambda: Debounce(5, max_wait=True),
     ],
 )
 def test_bad_debounce_values_are_refused(make: Any) -> None:
@@ -180,5 +180,5 @@ def test_bad_debounce_values_are_refused(make: Any) -> None:
 async def test_debounce_must_be_a_debounce(env: Env) -> None:
     engine = env.engine()
     with pytest.raises(ValidationError):
-        engine.workflow("sync", steps={"s": lambda ctx: 1}, debounce=5)  # type: ignore[typeddict-item]
+        engine.workflow("sync", steps={"s": lambda ctx: 1}, debounce=5)  # type: ignore[arg-type]
     assert "sync" not in engine.workflow_names
