@@ -9,7 +9,7 @@ does not wait for it yet is kept in the run's mailbox for a later
 ``ctx.wait_for``, and neither cancels nor starts anything.
 
 ``emit_event`` returns how many runs it *resumed*; runs a trigger started are
-not counted (find them with ``runs.find(meta={"trigger": name})``). The
+not counted (find them with ``runs.find(meta={"trigger_event": name})``). The
 ``idempotency_key`` is the key of each trigger start (keys are per workflow
 and tenant), so an event delivered twice with one key starts one run per
 triggered workflow while that run is active.

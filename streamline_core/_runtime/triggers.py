@@ -97,7 +97,7 @@ class Triggers:
                 await self._creation.create(
                     spec,
                     data,
-                    meta={"trigger": name},
+                    meta={"trigger_event": name},
                     idempotency_key=idempotency_key,
                     priority=0,
                     tenant_id=self._rt.tenant_id,

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from streamline_core import Debounce, ErrorCode, RunStatus, StepContext, ValidationError
+from streamline_core._runtime.debouncing import not_begun
 from streamline_core.store import RunQuery
 from tests.conftest import Env
 
@@ -182,3 +183,22 @@ async def test_debounce_must_be_a_debounce(env: Env) -> None:
     with pytest.raises(ValidationError):
         engine.workflow("sync", steps={"s": lambda ctx: 1}, debounce=5)  # type: ignore[arg-type]
     assert "sync" not in engine.workflow_names
+
+
+async def test_starts_racing_a_claim_never_leave_two_pending_runs(env: Env) -> None:
+    engines = [env.engine(), env.engine()]
+    workflows = [
+        e.workflow("sync", steps={"s": lambda ctx: 1}, debounce=Debounce(10, by_account))
+        for e in engines
+    ]
+    await workflows[0].start({"account": "a", "v": -1})
+    await env.clock.advance(10)
+    *_, claimed = await asyncio.gather(
+        *(workflows[n % 2].start({"account": "a", "v": n}) for n in range(6)),
+        env.store.claim("w", env.clock.now(), 30, 10, {"sync"}),
+    )
+    runs = await active_runs(env, "sync")
+    pending = [r for r in runs if not_begun(r)]
+    assert len(pending) <= 1
+    assert len(claimed) <= 1
+    assert len(runs) == len(pending) + len(claimed)

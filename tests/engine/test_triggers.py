@@ -40,7 +40,7 @@ async def test_a_broadcast_starts_a_run_with_its_data(env: Env) -> None:
     assert resumed == 0  # trigger starts are not counted: it counts resumed runs
     (run,) = await runs_of(env, "fulfil")
     assert run.input == {"order_id": 7}
-    assert run.meta == {"trigger": "order.placed"}
+    assert run.meta == {"trigger_event": "order.placed"}
     assert run.status == RunStatus.RUNNING
 
 
