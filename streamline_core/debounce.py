@@ -20,7 +20,7 @@ __all__ = ["Debounce"]
 DebounceKey = Callable[[Any], Any]
 
 
-@dataclass(frozen=True, eq=False, init=False)
+@dataclass(frozen=True, init=False)
 class Debounce:
     """Trailing-edge debounce of a workflow's starts (``engine.workflow(..., debounce=)``).
 

@@ -125,7 +125,7 @@ class WorkflowSpec:
             and all(a.same_as(b) for a, b in zip(self.steps, other.steps, strict=True))
             and self.context is other.context
             and self.input_model is other.input_model
-            and self.debounce is other.debounce
+            and self.debounce == other.debounce
             and (self.trigger, self.cancel_on) == (other.trigger, other.cancel_on)
         )
 

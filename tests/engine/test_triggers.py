@@ -7,7 +7,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from streamline_core import ErrorCode, Event, RunStatus, StepContext, ValidationError
+from streamline_core import Debounce, ErrorCode, Event, RunStatus, StepContext, ValidationError
 from streamline_core.store import RunQuery
 from tests.conftest import Env
 
@@ -206,3 +206,20 @@ async def test_a_bad_idempotency_key_is_refused_before_anything_happens(env: Env
     with pytest.raises(ValidationError):
         await engine.emit_event("go", 1, idempotency_key=5)  # type: ignore[arg-type]
     assert await runs_of(env, "fulfil") == []
+
+
+async def test_equal_options_re_register_and_different_ones_are_refused(env: Env) -> None:
+    engine = env.engine()
+
+    def define(**options: Any) -> Any:
+        return engine.workflow("sync", steps={"s": ask}, **options)
+
+    first = define(trigger="go", cancel_on={"gone": "id"}, debounce=Debounce(5))
+    assert define(trigger="go", cancel_on={"gone": "id"}, debounce=Debounce(5.0)) is first
+    for other in (
+        {"trigger": "went", "cancel_on": {"gone": "id"}, "debounce": Debounce(5)},
+        {"trigger": "go", "cancel_on": {"gone": "key"}, "debounce": Debounce(5)},
+        {"trigger": "go", "cancel_on": {"gone": "id"}, "debounce": Debounce(6)},
+    ):
+        with pytest.raises(ValidationError):
+            define(**other)
