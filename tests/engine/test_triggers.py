@@ -223,3 +223,17 @@ async def test_equal_options_re_register_and_different_ones_are_refused(env: Env
     ):
         with pytest.raises(ValidationError):
             define(**other)
+
+
+async def test_triggered_starts_are_debounced(env: Env) -> None:
+    engine = env.engine()
+    engine.workflow(
+        "sync",
+        steps={"s": ask},
+        trigger="account.changed",
+        debounce=Debounce(10, key=lambda data: data["account_id"]),
+    )
+    for v in range(3):
+        await engine.emit_event("account.changed", {"account_id": "a", "v": v})
+    (run,) = await runs_of(env, "sync")
+    assert run.input == {"account_id": "a", "v": 2}
