@@ -444,15 +444,27 @@ def emit_event(
         typer.Option(
             "--app",
             metavar="MODULE:ATTRIBUTE",
-            help="Your Engine, for workflows an event starts (triggers).",
+            help="Your Engine, for workflows an event starts (triggers) or cancels (cancel_on).",
+        ),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            "--idempotency-key",
+            metavar="KEY",
+            help="Key of the runs the event's triggers start: emitting again starts none.",
         ),
     ] = None,
 ) -> None:
-    """Emit an event: resume the runs waiting for it (ctx.wait_for)."""
+    """Emit an event: resume the runs waiting for it (ctx.wait_for).
+
+    With --app, a broadcast also starts the workflows it triggers and cancels
+    the runs whose cancel_on it matches.
+    """
     value = parse_json("--data", data)
 
     async def go(engine: Engine) -> int:
-        return await engine.emit_event(name, value, run_id=run)
+        return await engine.emit_event(name, value, run_id=run, idempotency_key=idempotency_key)
 
     if app_target is not None:
         resumed = _with_app(app_target, store, go)

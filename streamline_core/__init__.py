@@ -8,6 +8,7 @@ import logging
 
 from streamline_core.clock import Clock
 from streamline_core.context import StepContext
+from streamline_core.debounce import Debounce
 from streamline_core.defaults import configure, create_workflow, default_engine
 from streamline_core.definition import Retry, StepConfig, StepDefaults
 from streamline_core.engine import Engine
@@ -93,4 +94,5 @@ __all__ = [
     "StoreUnavailableError",
     "ScheduleInfo",
     "Recurrence",
+    "Debounce",
 ]

@@ -267,21 +267,27 @@ class Engine:
         """Unsubscribe ``handler`` from ``name`` (nothing happens if it was not subscribed)."""
         self._bus.off(name, handler)
 
-    async def emit_event(self, name: str, data: Any = None, *, run_id: str | None = None) -> int:
-        """Deliver event ``name`` to waiting runs; returns how many runs it resumed.
+    async def emit_event(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
+        """Deliver event ``name``; returns how many waiting runs it resumed.
 
-        Without ``run_id`` every run waiting on ``name`` (in this engine's tenant)
-        resumes with ``data`` as its step output; nobody waiting means nothing
-        happens (broadcasts are never buffered). With ``run_id`` only that run:
-        if it is not waiting on ``name`` yet, the event is kept in its mailbox for
-        a later ``ctx.wait_for(name)`` and 0 is returned.
+        A broadcast also applies ``cancel_on`` and ``trigger`` of the workflows
+        registered here (``idempotency_key`` keys trigger starts); with ``run_id``
+        only that run (its mailbox when not waiting yet). See
+        :mod:`streamline_core._runtime.delivery`.
 
         Raises:
             WorkflowNotFoundError: ``run_id`` is unknown (or another tenant's).
         """
         A.text(name, "event name")
         return await self._client.delivery.emit_event(
-            name, data, None if run_id is None else A.run_id(run_id)
+            name, data, None if run_id is None else A.run_id(run_id), idempotency_key
         )
 
     async def resume_hook(self, token: str, payload: Any = None) -> WorkflowRun:

@@ -98,9 +98,18 @@ class SyncEngine:
         """``engine.runs.cancel``."""
         return self._runner.run(self._runs.cancel(run_id, reason))
 
-    def emit_event(self, name: str, data: Any = None, *, run_id: str | None = None) -> int:
+    def emit_event(
+        self,
+        name: str,
+        data: Any = None,
+        *,
+        run_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> int:
         """``engine.emit_event``: how many runs it resumed."""
-        return self._runner.run(self._emit_event(name, data, run_id=run_id))
+        return self._runner.run(
+            self._emit_event(name, data, run_id=run_id, idempotency_key=idempotency_key)
+        )
 
     def find(
         self,

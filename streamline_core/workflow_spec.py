@@ -19,6 +19,7 @@ import pydantic
 
 from streamline_core._durations import seconds
 from streamline_core._json import Unstorable, to_json_value
+from streamline_core.debounce import Debounce
 from streamline_core.definition import StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
 
@@ -51,6 +52,12 @@ class WorkflowOptions(TypedDict, total=False):
     """How many ``ctx.goto`` jumps a run may make (default 1000); the next fails the run."""
     compensate_on_cancel: bool
     """Whether ``cancel`` runs the saga's ``compensate`` handlers first (default no)."""
+    debounce: Debounce | None
+    """Collapse bursts of starts into one run (:class:`~streamline_core.Debounce`)."""
+    trigger: str | None
+    """``emit_event(trigger, data)`` (a broadcast) starts a run with ``input=data``."""
+    cancel_on: Mapping[str, str] | None
+    """``{event: field}``: a broadcast whose ``data[field]`` equals ``context[field]`` cancels."""
 
 
 class WorkflowSpec:
@@ -68,6 +75,9 @@ class WorkflowSpec:
             often (seconds), so a lost notification delays it, never strands it.
         max_gotos: How many ``ctx.goto`` jumps a run may make; the next fails it.
         compensate_on_cancel: ``cancel`` compensates the done steps first.
+        debounce: Collapse bursts of starts (see :mod:`streamline_core._runtime.debouncing`).
+        trigger: An event name whose broadcasts start runs (``input=data``).
+        cancel_on: ``{event name: field}``; see :mod:`streamline_core._runtime.triggers`.
 
     Raises:
         ValidationError: The definition is invalid.
@@ -85,6 +95,9 @@ class WorkflowSpec:
         join_recheck: float | timedelta = JOIN_RECHECK,
         max_gotos: int = 1000,
         compensate_on_cancel: bool = False,
+        debounce: Debounce | None = None,
+        trigger: str | None = None,
+        cancel_on: Mapping[str, str] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
@@ -115,6 +128,7 @@ class WorkflowSpec:
         self.context = context
         self.max_gotos = max_gotos
         self.compensate_on_cancel = compensate_on_cancel
+        self.debounce, self.trigger, self.cancel_on = _event_options(debounce, trigger, cancel_on)
         self.steps: list[StepSpec] = []
         for step_id, value in (steps or {}).items():
             self.add(resolve_step(step_id, value, defaults))
@@ -141,6 +155,8 @@ class WorkflowSpec:
             and self.input_model is other.input_model
             and self.max_gotos == other.max_gotos
             and self.compensate_on_cancel == other.compensate_on_cancel
+            and self.debounce == other.debounce
+            and (self.trigger, self.cancel_on) == (other.trigger, other.cancel_on)
         )
 
     @property
@@ -229,3 +245,31 @@ class WorkflowSpec:
             if not key or "." in key or key.startswith("$"):
                 raise ValidationError(f"context key {key!r} may not contain '.' or start with '$'")
         return out
+
+
+def _event_options(
+    debounce: Any, trigger: Any, cancel_on: Any
+) -> tuple[Debounce | None, str | None, dict[str, str] | None]:
+    """``debounce``, ``trigger`` and ``cancel_on`` checked (``cancel_on`` copied)."""
+    if debounce is not None and not isinstance(debounce, Debounce):
+        raise ValidationError(f"debounce must be a Debounce, got {debounce!r}")
+    if trigger is not None and (not isinstance(trigger, str) or not trigger):
+        raise ValidationError(f"trigger must be a non-empty event name (str), got {trigger!r}")
+    if cancel_on is None:
+        return debounce, trigger, None
+    if not isinstance(cancel_on, Mapping) or not cancel_on:
+        raise ValidationError(
+            f"cancel_on must be a non-empty mapping of event name to context field, got "
+            f"{cancel_on!r}"
+        )
+    for event, field in cancel_on.items():
+        if not isinstance(event, str) or not event or not isinstance(field, str) or not field:
+            raise ValidationError(
+                f"cancel_on maps event names to context field names (non-empty str), got "
+                f"{event!r}: {field!r}"
+            )
+        if "." in field or field.startswith("$"):
+            raise ValidationError(
+                f"cancel_on field {field!r} may not contain '.' or start with '$'"
+            )
+    return debounce, trigger, dict(cancel_on)

@@ -86,6 +86,10 @@ class EventBody(_Body):
 
     data: Any = None
     run_id: str | None = Field(None, description="Only this run (else every run waiting).")
+    idempotency_key: str | None = Field(
+        None,
+        description="Key of the runs the event's triggers start (a re-sent event starts none).",
+    )
 
 
 class RunsPageOut(BaseModel):
@@ -295,8 +299,10 @@ def _build(engine: Engine, guard: Guard, *, hooks: bool = True) -> APIRouter:
         summary="Emit an event to waiting runs",
     )
     async def emit_event(name: str, body: Annotated[EventBody | None, Body()] = None) -> Any:
-        data, run_id = (body.data, body.run_id) if body is not None else (None, None)
-        resumed = await engine.emit_event(name, data, run_id=run_id)
+        body = body or EventBody(run_id=None, idempotency_key=None)
+        resumed = await engine.emit_event(
+            name, body.data, run_id=body.run_id, idempotency_key=body.idempotency_key
+        )
         return JSONResponse({"resumed": resumed})
 
     @router.get(

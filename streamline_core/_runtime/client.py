@@ -23,6 +23,7 @@ from streamline_core._runtime.outcomes import Outcomes
 from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
 from streamline_core._runtime.sweeper import Sweeper
+from streamline_core._runtime.triggers import Triggers
 
 __all__ = ["Client"]
 
@@ -80,12 +81,13 @@ class Client:
             after_write=dispatcher.after_client_write,
         )
         rt.events.on_end = children.on_end
+        triggers = Triggers(rt, creation, control)
         return cls(
             rt=rt,
             reads=reads,
             creation=creation,
             control=control,
-            delivery=Delivery(rt, reads, control, dispatcher),
+            delivery=Delivery(rt, reads, control, dispatcher, triggers),
             dispatcher=dispatcher,
             heartbeats=heartbeats,
             sweeper=Sweeper(rt),

@@ -10,10 +10,11 @@ dispatcher drives it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from streamline_core._json import Unstorable, to_json_value
+from streamline_core._runtime.debouncing import create_debounced
 from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import ValidationError
@@ -50,7 +51,10 @@ class Creation:
         Arguments are checked by the caller; the input, meta and context are
         checked here. A given ``run_id`` (derived by schedules) replaces the
         random one; when that id is already stored the store's ``ConflictError``
-        propagates, so a derived id is created once (child runs rely on it).
+        propagates, so a derived id is created once (child runs rely on it). A workflow with a
+        ``Debounce`` (and no derived id) folds the start into its bucket's
+        pending run (:mod:`~streamline_core._runtime.debouncing`), whose key
+        supersedes ``idempotency_key``.
 
         Raises:
             ValidationError: input, meta or context is invalid; nothing is stored.
@@ -61,9 +65,14 @@ class Creation:
             stored_meta = to_json_value(dict(meta or {}), "meta")
         except (Unstorable, TypeError, ValueError) as exc:
             raise ValidationError(f"meta is not JSON-compatible: {exc}") from None
+        debounce = spec.debounce if run_id is None else None
+        if debounce is not None:
+            idempotency_key = debounce.bucket(spec.input_for(stored_input))
         context = await spec.build_context(stored_input)
         now = rt.clock.now()
         due = now if start_at is None or start_at <= now else start_at
+        if debounce is not None:
+            due = max(due, now + timedelta(seconds=debounce.period))
         local = due == now and rt.can_take_locally()
         first = spec.steps[0].step_id
         steps = [StepState(step_id=s.step_id) for s in spec.steps]
@@ -90,8 +99,13 @@ class Creation:
             created_at=now,
             updated_at=now,
         )
-        stored, created = await rt.io.create(run)
+        if debounce is None:
+            stored, created = await rt.io.create(run)
+        else:
+            stored, created = await create_debounced(rt, run, debounce)
         if not created:
+            if debounce is not None and rt.worker is not None and stored.next_run_at is not None:
+                rt.worker.add_timer(stored.next_run_at)
             return stored
         await rt.events.emit("workflow:started", run=stored, data={"input": stored_input})
         if local:

@@ -60,6 +60,10 @@ class Registry:
         versions = self._specs.get(run.workflow_id)
         return None if not versions else versions.get(run.workflow_version)
 
+    def specs(self) -> list[WorkflowSpec]:
+        """Every registered spec, every version, in registration order per name."""
+        return [spec for versions in self._specs.values() for spec in versions.values()]
+
     @property
     def names(self) -> frozenset[str]:
         """Names of every registered workflow."""

@@ -1351,6 +1351,33 @@ class StoreContract(StoreHarness):
         )
         await _unchanged(store, moved, "a stale repeat of a create")
 
+    @clause
+    async def test_create_takes_a_key_its_holder_gave_up(self, stores: Stores) -> None:
+        """create: a key an active run gave up (set to null or to another key) is free again.
+
+        ``Debounce`` relies on it: a pending run that began gives its bucket's
+        key up, and the next start's create must insert a new run.
+        """
+        store = stores.main
+        await _put(store, "gave-up", idempotency_key="k")
+        await store.transition("gave-up", 0, {"idempotency_key": None})
+        fresh, created = await store.create(_run("takes-k", idempotency_key="k"))
+        assert created and fresh.id == "takes-k", (
+            f"create() with key 'k', given up by its active holder, returned ({fresh.id}, "
+            f"{created}) instead of inserting"
+        )
+        await _put(store, "moved", idempotency_key="m")
+        await store.transition("moved", 0, {"idempotency_key": "m2"})
+        fresh, created = await store.create(_run("takes-m", idempotency_key="m"))
+        assert created and fresh.id == "takes-m", (
+            f"create() with key 'm', which its holder changed to 'm2', returned ({fresh.id}, "
+            f"{created}) instead of inserting"
+        )
+        held, created = await store.create(_run("wants-m2", idempotency_key="m2"))
+        assert not created and held.id == "moved", (
+            f"create() with key 'm2', now held by 'moved', returned ({held.id}, {created})"
+        )
+
     # -- heartbeat ---------------------------------------------------------------------
 
     @clause

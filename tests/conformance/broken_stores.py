@@ -131,6 +131,25 @@ class RacyIdempotentCreate(InMemoryStore):
         return self._load(self._docs[run.id]), True
 
 
+class RemembersGivenUpKeys(InMemoryStore):
+    """Keeps a key's holder in a table filled at create and cleared only when it ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._holders: dict[tuple[str, str | None, str], str] = {}
+
+    async def create(self, run: WorkflowRun) -> tuple[WorkflowRun, bool]:
+        if run.idempotency_key is not None:
+            key = (run.workflow_id, run.tenant_id, run.idempotency_key)
+            holder = self._docs.get(self._holders.get(key, ""))
+            if holder is not None and holder["status"] in _ACTIVE:
+                return self._load(holder), False
+        stored, created = await super().create(run)
+        if created and run.idempotency_key is not None:
+            self._holders[(run.workflow_id, run.tenant_id, run.idempotency_key)] = run.id
+        return stored, created
+
+
 class LosesTheLastWrite(InMemoryStore):
     """Acknowledges a transition, returns the new run, and never persists it."""
 
@@ -505,6 +524,7 @@ BROKEN_STORES: dict[type[InMemoryStore], str] = {
     ClaimGivesUpOnACorruptDocument: "claim_leases_valid_runs_beside_corrupt_documents",
     TransitionForgetsWriteIds: "transition_repeated_with_its_write_id_returns_the_stored_run",
     CreateForgetsWriteIds: "create_repeated_with_its_write_id_returns_the_stored_run",
+    RemembersGivenUpKeys: "create_takes_a_key_its_holder_gave_up",
 }
 """Each broken store, and the clause that must fail for it."""
 

@@ -53,6 +53,7 @@ CORE = {
     "StoreUnavailableError",
     "ScheduleInfo",
     "Recurrence",
+    "Debounce",
 }
 
 

@@ -79,3 +79,15 @@ def test_sync_calls_inside_an_event_loop_are_refused(tmp_path: Path) -> None:
 
     asyncio.run(inside())
     engine.sync.close(timeout=1)
+
+
+def test_a_sync_emit_with_an_idempotency_key_starts_its_trigger_once(tmp_path: Path) -> None:
+    engine = _engine(tmp_path)
+    engine.workflow("fulfil", steps={"ask": ask}, trigger="order.placed")
+    try:
+        for _ in range(2):
+            assert engine.sync.emit_event("order.placed", {"n": 1}, idempotency_key="evt-1") == 0
+        (run,) = engine.sync.find(workflow_id="fulfil").items
+        assert (run.input, run.idempotency_key) == ({"n": 1}, "evt-1")
+    finally:
+        engine.sync.close(timeout=1)

@@ -185,6 +185,26 @@ async def test_events_broadcast_and_targeted() -> None:
         assert outputs == [1, 2]
 
 
+async def test_an_event_with_an_idempotency_key_starts_its_trigger_once() -> None:
+    async with make_engine() as engine:
+
+        async def hold(ctx: Any) -> None:
+            await ctx.wait("hold")
+
+        engine.workflow("fulfil", steps={"hold": hold}, trigger="order.placed")
+        async with client(create_app(engine)) as http:
+            for _ in range(2):
+                sent = await http.post(
+                    "/api/events/order.placed",
+                    json={"data": {"order": 7}, "idempotency_key": "evt-7"},
+                )
+                assert sent.json() == {"resumed": 0}
+            bad = await http.post("/api/events/order.placed", json={"idempotency_key": 7})
+            assert error_of(bad) == (400, "VALIDATION_ERROR")
+        page = await engine.runs.find(workflow_id="fulfil")
+        assert [(r.input, r.idempotency_key) for r in page.items] == [({"order": 7}, "evt-7")]
+
+
 async def test_workflows_and_healthz() -> None:
     async with make_engine() as engine, client(create_app(engine)) as http:
         listed = (await http.get("/api/workflows")).json()
