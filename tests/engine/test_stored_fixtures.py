@@ -31,9 +31,21 @@ def expected(release: str) -> dict[str, Any]:
     return data
 
 
+def differences(stored: Any, now: Any, path: str = "run") -> list[str]:
+    """Where ``now`` differs from ``stored``, ignoring keys added since (at any depth)."""
+    if isinstance(stored, dict) and isinstance(now, dict):
+        return [d for k, v in stored.items() for d in differences(v, now.get(k), f"{path}.{k}")]
+    if isinstance(stored, list) and isinstance(now, list) and len(stored) == len(now):
+        return [
+            d
+            for i, (a, b) in enumerate(zip(stored, now, strict=True))
+            for d in differences(a, b, f"{path}[{i}]")
+        ]
+    return [] if stored == now else [f"{path}: stored {stored!r}, read {now!r}"]
+
+
 def same_as_stored(run: WorkflowRun, stored: dict[str, Any]) -> None:
-    now = run.model_dump(mode="json")
-    changed = {k: (v, now.get(k)) for k, v in stored.items() if now.get(k) != v}
+    changed = differences(stored, run.model_dump(mode="json"))
     assert not changed, changed
 
 
