@@ -44,7 +44,7 @@ from streamline_core.run import WorkflowRun
 from streamline_core.runs import Runs
 from streamline_core.schedules import Schedules
 from streamline_core.stats import EngineStats
-from streamline_core.store import Store
+from streamline_core.store import Store, check_write_ids
 from streamline_core.sync import SyncEngine
 from streamline_core.workflow import Workflow
 from streamline_core.workflow_spec import WorkflowOptions, WorkflowSpec
@@ -129,6 +129,7 @@ class Engine:
             raise ValidationError(
                 f"store must be a Store, a store URL or a path, got {type(store).__name__}"
             )
+        check_write_ids(self.store)
         self.clock: Clock = clock or SystemClock()
         tracker = IOTracker()
         # Under a clock that can settle (FakeClock), count store calls in flight so

@@ -140,6 +140,7 @@ Errors
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -147,6 +148,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from streamline_core._document_patch import UNSET, apply_patch, clone_document
 from streamline_core._json import json_equal
+from streamline_core.errors import ValidationError
 from streamline_core.run import RunPage, RunStatus, WorkflowRun
 
 __all__ = [
@@ -160,6 +162,7 @@ __all__ = [
     "workflow_matches",
     "matches_query",
     "json_equal",
+    "check_write_ids",
     "sort_key",
 ]
 
@@ -296,6 +299,30 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release resources; idempotent."""
         ...
+
+
+def check_write_ids(store: Any) -> None:
+    """Refuse a store whose ``create``/``transition`` predate the ``write_id`` keyword.
+
+    The engine passes ``write_id=`` on every commit, so such a store would
+    fail each one with a ``TypeError`` from deep inside a step; it is refused
+    when the engine is built instead.
+
+    Raises:
+        ValidationError: ``create`` or ``transition`` takes no ``write_id``.
+    """
+    for name in ("create", "transition"):
+        method = getattr(store, name, None)
+        try:
+            params = inspect.signature(method).parameters if callable(method) else {}
+        except (TypeError, ValueError):  # a builtin or C callable: nothing to check
+            continue
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        if callable(method) and "write_id" not in params and not takes_any:
+            raise ValidationError(
+                f"{type(store).__name__}.{name}() takes no write_id keyword: the Store protocol "
+                "gained it (a retried write is recognised as its own; streamline_core/store.py)"
+            )
 
 
 def sort_key(query: RunQuery) -> tuple[str, bool]:
