@@ -196,6 +196,9 @@ def _build(engine: Engine, guard: Guard, *, hooks: bool = True) -> APIRouter:
         context: Annotated[str | None, Query(description="JSON object, as for meta")] = None,
         created_after: datetime | None = None,
         created_before: datetime | None = None,
+        parent_run_id: Annotated[
+            str | None, Query(description="Only the child runs of this run")
+        ] = None,
         sort: Literal["-created_at", "created_at", "-updated_at", "updated_at"] = "-created_at",
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
         cursor: str | None = None,
@@ -208,6 +211,7 @@ def _build(engine: Engine, guard: Guard, *, hooks: bool = True) -> APIRouter:
             context=_json_filter(context, "context"),
             created_after=created_after,
             created_before=created_before,
+            parent_run_id=parent_run_id,
             sort=sort,
             limit=limit,
             cursor=cursor,

@@ -51,6 +51,9 @@ _env = Environment(
     lstrip_blocks=True,
 )
 
+# The run page lists this many of a run's child runs (the API pages through all).
+CHILDREN_SHOWN = 50
+
 
 def _pretty(value: Any) -> str:
     # A plain str: autoescaping then applies (Jinja's own tojson marks its output safe).
@@ -283,6 +286,9 @@ def dashboard_router(
         # so a wait shows how long it has lasted so far.
         now = None if run.is_terminal else engine.clock.now()
         start, end = span_of(run, now)
+        children = await engine.runs.find(
+            parent_run_id=run.id, sort="created_at", limit=CHILDREN_SHOWN
+        )
         seconds = (end - start) / timedelta(seconds=1)
         return page(
             request,
@@ -296,6 +302,8 @@ def dashboard_router(
                 and run.wait is not None
                 and run.wait.kind == "human",
                 "active": not run.is_terminal,
+                "children": children.items,
+                "more_children": children.next_cursor is not None,
             },
         )
 

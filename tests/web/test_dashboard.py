@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from streamline_core import RunStatus, StepState, StepStatus, WorkflowRun
 from streamline_web import create_app
@@ -85,6 +86,32 @@ async def test_run_page_shows_the_timeline_and_the_forms() -> None:
             html = (await http.get(f"/runs/{run.id}")).text
             assert 'id="resume-form"' not in html and 'data-action="cancel"' not in html
             assert "read-only" in html
+
+
+async def test_run_pages_link_a_parent_and_its_children() -> None:
+    async with make_engine() as engine:
+        child = engine.workflow("leaf", steps={"one": lambda ctx: ctx.input["n"]})
+
+        async def fan_out(ctx: Any) -> None:
+            await ctx.run_children([(child, {"n": n}) for n in range(3)])
+
+        parent_wf = engine.workflow("tree", steps={"fan": fan_out})
+        parent = await parent_wf.start()
+        await parent_wf.wait_for(parent.id, timeout=60)
+        kids = (await engine.runs.find(parent_run_id=parent.id)).items
+        assert len(kids) == 3
+        async with client(create_app(engine)) as http:
+            html = (await http.get(f"/runs/{parent.id}")).text
+            assert 'id="run-children"' in html and "Child runs" in html
+            for kid in kids:
+                assert f'href="/runs/{kid.id}"' in html
+            kid_html = (await http.get(f"/runs/{kids[0].id}")).text
+            assert 'id="run-parent"' in kid_html and f'href="/runs/{parent.id}"' in kid_html
+            assert "(step <code>fan</code>)" in kid_html
+            listed = (await http.get("/api/runs", params={"parent_run_id": parent.id})).json()
+            assert sorted(r["id"] for r in listed["items"]) == sorted(k.id for k in kids)
+            plain = (await http.get(f"/runs/{kids[0].id}")).text
+            assert 'id="run-children"' not in plain
 
 
 def test_timeline_geometry() -> None:
