@@ -29,6 +29,7 @@ from streamline_core.errors import (
     WorkflowNotFoundError,
 )
 from streamline_core.events import Event
+from streamline_core.flow_control import Concurrency, RateLimit
 from streamline_core.hooks import GIVE_UP, hookimpl, hookspec
 from streamline_core.parallel import Settled, execute_parallel
 from streamline_core.recurrence import Recurrence
@@ -89,4 +90,6 @@ __all__ = [
     "StoreUnavailableError",
     "ScheduleInfo",
     "Recurrence",
+    "Concurrency",
+    "RateLimit",
 ]

@@ -19,6 +19,7 @@ import pydantic
 from streamline_core._json import Unstorable, to_json_value
 from streamline_core.definition import StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
+from streamline_core.flow_control import Concurrency, RateLimit
 
 __all__ = ["WorkflowOptions", "WorkflowSpec"]
 
@@ -40,6 +41,10 @@ class WorkflowOptions(TypedDict, total=False):
     """Options for every step (``StepDefaults``)."""
     input_model: type[Any] | None
     """A pydantic model that validates ``start`` input."""
+    concurrency: Concurrency | None
+    """At most ``limit`` runs per key hold a lease at once (``Concurrency``)."""
+    rate_limit: RateLimit | None
+    """At most ``limit`` runs per key begin per ``period`` (``RateLimit``)."""
 
 
 class WorkflowSpec:
@@ -53,6 +58,8 @@ class WorkflowSpec:
         version: Definition version, stored on each run.
         defaults: Options for every step.
         input_model: A pydantic model that validates ``start`` input.
+        concurrency: Per-key slots (``Concurrency``), enforced by the store's claim.
+        rate_limit: Per-key begins per window (``RateLimit``), enforced likewise.
 
     Raises:
         ValidationError: The definition is invalid.
@@ -67,7 +74,15 @@ class WorkflowSpec:
         version: str = "1",
         defaults: StepDefaults | None = None,
         input_model: type[Any] | None = None,
+        concurrency: Concurrency | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
+        if concurrency is not None and not isinstance(concurrency, Concurrency):
+            raise ValidationError(f"concurrency must be a Concurrency, got {concurrency!r}")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ValidationError(f"rate_limit must be a RateLimit, got {rate_limit!r}")
+        self.concurrency = concurrency
+        self.rate_limit = rate_limit
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
         if not isinstance(version, str) or not version:
@@ -111,7 +126,14 @@ class WorkflowSpec:
             and all(a.same_as(b) for a, b in zip(self.steps, other.steps, strict=True))
             and self.context is other.context
             and self.input_model is other.input_model
+            and self.concurrency == other.concurrency
+            and self.rate_limit == other.rate_limit
         )
+
+    @property
+    def limited(self) -> bool:
+        """Whether runs of this workflow are flow-controlled (concurrency or rate limit)."""
+        return self.concurrency is not None or self.rate_limit is not None
 
     @property
     def step_ids(self) -> list[str]:

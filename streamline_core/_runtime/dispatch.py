@@ -181,13 +181,23 @@ class Dispatcher:
                 "registered on this engine",
                 run_id=run.id,
             )
-        patch: dict[str, Any] = {"lease": rt.lease_value(now)}
-        if run.lease is not None and run.status == RunStatus.RUNNING:
-            patch["recoveries"] = run.recoveries + 1
-        try:
-            leased = await rt.io.transition(run.id, run.revision, patch)
-        except ConflictError:
-            return await reads.require(run_id, workflow_id)
+        if run.is_limited:
+            # Only the store's claim_limited may lease a flow-controlled run:
+            # with every slot of its key taken, the run is returned unchanged.
+            got = await rt.io.claim_limited(  # type: ignore[attr-defined]
+                rt.worker_id, now, rt.lease, 1, rt.registry.versions(), rt.tenant_id, run.id
+            )
+            if not got:
+                return await reads.require(run_id, workflow_id)
+            leased = got[0]
+        else:
+            patch: dict[str, Any] = {"lease": rt.lease_value(now)}
+            if run.lease is not None and run.status == RunStatus.RUNNING:
+                patch["recoveries"] = run.recoveries + 1
+            try:
+                leased = await rt.io.transition(run.id, run.revision, patch)
+            except ConflictError:
+                return await reads.require(run_id, workflow_id)
         if not self.dispatch(leased):
             return leased
         state = rt.inflight.get(run.id)

@@ -51,6 +51,8 @@ CORE = {
     "StoreUnavailableError",
     "ScheduleInfo",
     "Recurrence",
+    "Concurrency",
+    "RateLimit",
 }
 
 
