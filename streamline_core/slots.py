@@ -101,20 +101,20 @@ class SlotBook:
 
     def admit(self, doc: Mapping[str, Any]) -> bool:
         """Whether the run ``doc`` (a run document) may be leased now; counts it if so."""
-        wf = doc["workflow_id"]
-        ck = doc.get("concurrency_key")
+        wf: str = doc["workflow_id"]
+        ck: str | None = doc.get("concurrency_key")
         cbucket = (wf, ck) if ck is not None else None
         if cbucket is not None:
             if cbucket not in self._live:
-                self._live[cbucket] = self._live_of(wf, ck)
+                self._live[cbucket] = self._live_of(*cbucket)
             if self._live[cbucket] >= (doc.get("concurrency_limit") or 1):
                 return False
-        rk = doc.get("rate_key")
+        rk: str | None = doc.get("rate_key")
         rbucket = (wf, rk) if rk is not None and doc.get("began_at") is None else None
         if rbucket is not None:
             if rbucket not in self._begun:
                 since = self.now - timedelta(seconds=float(doc.get("rate_period") or 0.0))
-                self._begun[rbucket] = self._begun_of(wf, rk, since)
+                self._begun[rbucket] = self._begun_of(*rbucket, since)
             if self._begun[rbucket] >= (doc.get("rate_limit") or 1):
                 return False
         if cbucket is not None:

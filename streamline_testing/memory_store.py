@@ -18,7 +18,6 @@ from streamline_core.errors import (
     LeaseLostError,
     WorkflowNotFoundError,
 )
-from streamline_core.slots import SlotBook
 from streamline_core.run import (
     RunPage,
     RunStatus,
@@ -28,6 +27,7 @@ from streamline_core.run import (
     run_from_document,
     run_to_document,
 )
+from streamline_core.slots import SlotBook
 from streamline_core.store import (
     RunQuery,
     WorkflowFilter,

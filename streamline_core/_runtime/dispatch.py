@@ -10,7 +10,7 @@ every lease.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import streamline_core._patches as P
 from streamline_core._runtime.commits import release_quietly
@@ -26,6 +26,7 @@ from streamline_core.errors import (
     WorkflowNotFoundError,
 )
 from streamline_core.run import RunError, RunStatus, StepStatus, WorkflowRun
+from streamline_core.slots import LimitedClaims
 
 __all__ = ["Dispatcher"]
 
@@ -184,7 +185,8 @@ class Dispatcher:
         if run.is_limited:
             # Only the store's claim_limited may lease a flow-controlled run:
             # with every slot of its key taken, the run is returned unchanged.
-            got = await rt.io.claim_limited(  # type: ignore[attr-defined]
+            limited = cast(LimitedClaims, rt.io)
+            got = await limited.claim_limited(
                 rt.worker_id, now, rt.lease, 1, rt.registry.versions(), rt.tenant_id, run.id
             )
             if not got:
