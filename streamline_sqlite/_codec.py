@@ -48,6 +48,9 @@ COLUMNS = (
     "ended_at",
     "wait_event",
     "hook_token_hash",
+    "concurrency_key",
+    "rate_key",
+    "began_at",
 )
 
 
@@ -100,6 +103,9 @@ _DERIVED: tuple[tuple[str, Callable[[WorkflowRun], Any]], ...] = (
     ("ended_at", lambda run: _micros_or_none(run.ended_at)),
     ("wait", _wait_event),
     ("wait", _hook),
+    ("concurrency_key", lambda run: run.concurrency_key),
+    ("rate_key", lambda run: run.rate_key),
+    ("began_at", lambda run: _micros_or_none(run.began_at)),
 )
 
 
