@@ -144,6 +144,13 @@ CORE_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec("streamline_wait_event", (("wait.event", 1), ("status", 1))),
     # resume_hook(token): the run holding a hook token hash.
     IndexSpec("streamline_hook", (("wait.hook_token_hash", 1),)),
+    # claim_limited: one run per slot token and per rate token (see _limits).
+    # Created with the others, before the first insert: mongomock checks a new
+    # unique index over every document, ignoring its partial filter.
+    IndexSpec("streamline_slot", (("slot", 1),), unique=True, partial={"slot": {"$gt": ""}}),
+    IndexSpec(
+        "streamline_rate_slot", (("rate_slot", 1),), unique=True, partial={"rate_slot": {"$gt": ""}}
+    ),
 )
 """Indexes the engine's own operations need; created lazily on first use."""
 

@@ -122,8 +122,9 @@ async def test_a_dead_workers_slot_frees_when_its_lease_expires(env: Env) -> Non
     wf_a = a.workflow("crashy", steps=steps, concurrency=Concurrency(1))
     await a.start()
     first = await wf_a.start({"n": 0})
-    second = await wf_a.start({"n": 1})
     await asyncio.wait_for(started.wait(), 5)
+    second = await wf_a.start({"n": 1})
+    await env.settle()
     # A dies: no more claims, heartbeats or commits.
     assert a._worker is not None
     await a._worker.stop()

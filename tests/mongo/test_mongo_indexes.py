@@ -18,6 +18,8 @@ CORE = {
     "streamline_tenant_status",
     "streamline_wait_event",
     "streamline_hook",
+    "streamline_slot",
+    "streamline_rate_slot",
 }
 LISTING = {
     "streamline_created_id",
