@@ -38,6 +38,7 @@ from streamline_core.run import WorkflowRun
 from streamline_core.store import RunQuery, Store
 from streamline_testing.conformance._clauses import _CLAUSE_MARK, Stores, clause
 from streamline_testing.conformance._support import LEASE, T0, GuardedStore, make_doc
+from streamline_testing.conformance.harness import StoreHarness
 
 __all__ = ["FlowControlClauses", "FlowControlMachine", "BUCKETS"]
 
@@ -251,7 +252,7 @@ class FlowControlMachine(RuleBasedStateMachine):
                 )
 
 
-class FlowControlClauses:
+class FlowControlClauses(StoreHarness):
     """Flow-control clauses, mixed into ``StoreContract`` (see the module docstring)."""
 
     def _limited_store(self, stores: Any) -> GuardedStore:
@@ -346,7 +347,10 @@ class FlowControlClauses:
         for i in range(3):
             await store.create(limited_run(f"r-{i}", "r2"))
         first = await store.claim_limited("w1", T0, LEASE, 10, [WF])
-        assert len(first) == 2 and all(r.began_at == T0 for r in first), first
+        began = sorted((r.id, str(r.began_at)) for r in first)
+        assert len(first) == 2 and all(r.began_at == T0 for r in first), (
+            f"3 runs due in a 2-per-30 s bucket: the first claim began {began}"
+        )
         for r in first:
             await store.transition(r.id, r.revision, {"lease": None}, owner="w1")
         t10 = T0 + timedelta(seconds=10)
@@ -364,7 +368,7 @@ class FlowControlClauses:
         store = self._limited_store(stores)
         for i in range(5):
             await store.create(limited_run(f"c1-{i}", "c1"))
-        width = self.capabilities.race_width  # type: ignore[attr-defined]
+        width = self.capabilities.race_width
         results = await asyncio.gather(
             *(stores.pick(i).claim_limited(f"w{i}", T0, LEASE, 2, [WF]) for i in range(width))
         )
@@ -394,8 +398,7 @@ class FlowControlClauses:
         run_state_machine_as_test(
             machine,
             settings=settings(
-                settings.default,
-                max_examples=min(settings.default.max_examples, 25),
+                max_examples=min(settings().max_examples, 25),
                 stateful_step_count=30,
                 deadline=None,
             ),
@@ -404,8 +407,8 @@ class FlowControlClauses:
     def _call_make(self) -> Any:
         loop = asyncio.new_event_loop()
         try:
-            store = loop.run_until_complete(self.make_store())  # type: ignore[attr-defined]
-            loop.run_until_complete(self.dispose(store))  # type: ignore[attr-defined]
+            store = loop.run_until_complete(self.make_store())
+            loop.run_until_complete(self.dispose(store))
             return store
         finally:
             loop.close()
