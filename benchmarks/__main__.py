@@ -3,7 +3,7 @@
 Runs every scenario, prints a markdown table on stdout (progress on stderr)
 and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
-latency, pickup, claims, memory. ``--quick`` runs each at a tiny size,
+latency, pickup, claims, limits, memory. ``--quick`` runs each at a tiny size,
 without DBOS and without strace (the smoke test uses it). See
 docs/performance.md for what each figure means.
 """
@@ -28,7 +28,17 @@ from benchmarks.compare import Scenario
 from benchmarks.figures import Figure, progress
 from benchmarks.workload import STEPS
 
-SECTIONS = ("disk", "throughput", "writes", "syscalls", "latency", "pickup", "claims", "memory")
+SECTIONS = (
+    "disk",
+    "throughput",
+    "writes",
+    "syscalls",
+    "latency",
+    "pickup",
+    "claims",
+    "limits",
+    "memory",
+)
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -173,7 +183,7 @@ def _pickup(sizes: Sizes) -> dict[str, Any]:
 def _sections(
     sizes: Sizes, dbos_python: Path | None, quick: bool, notes: list[str]
 ) -> dict[str, Callable[[], Any]]:
-    from benchmarks import claims, disk, latency, memory, writes
+    from benchmarks import claims, disk, latency, limits, memory, writes
 
     return {
         "disk": lambda: disk.probe(sizes.reps, sizes.commits, sizes.batches),
@@ -187,6 +197,9 @@ def _sections(
         },
         "pickup": lambda: _pickup(sizes),
         "claims": lambda: claims.claim_latency(sizes.claim_sizes, sizes.claim_reps),
+        "limits": lambda: limits.measure(
+            sizes.claim_reps, quick, os.environ.get("STREAMLINE_BENCH_POSTGRES_URL")
+        ),
         "memory": lambda: memory.worker_memory(sizes.waiting, sizes.reps, sizes.idle_s),
     }
 
