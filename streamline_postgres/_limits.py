@@ -51,17 +51,27 @@ UPDATE {t} SET write_id = NULL, doc = jsonb_set(jsonb_set(jsonb_set(
             + CASE WHEN status = 'running' THEN 1 ELSE 0 END))
 WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
   AND lease_expires_at <= %(now)s"""
+        # Buckets already full are left out here (live leases per bucket are
+        # an index range), so a busy queue costs the runs it could lease only.
         self.candidates = f"""
+WITH live AS (
+    SELECT workflow_id AS wf, concurrency_key AS ck, count(*) AS n FROM {t}
+    WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
+      AND lease_expires_at > %(now)s
+    GROUP BY workflow_id, concurrency_key)
 SELECT id, workflow_id, concurrency_key, rate_key, began_at,
     CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number'
          THEN (doc->>'concurrency_limit')::numeric END,
     CASE WHEN jsonb_typeof(doc->'rate_limit') = 'number' THEN (doc->>'rate_limit')::numeric END,
     CASE WHEN jsonb_typeof(doc->'rate_period') = 'number'
          THEN (doc->>'rate_period')::float8 END
-FROM {t}
+FROM {t} LEFT JOIN live ON live.wf = workflow_id AND live.ck = concurrency_key
 WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND {LIMITED_SQL}
   AND next_run_at <= %(now)s
   AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s) AND {{workflow}}{{tenant}}{{one}}
+  AND (concurrency_key IS NULL OR coalesce(live.n, 0) < coalesce(
+      CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number'
+           THEN (doc->>'concurrency_limit')::numeric END, 1))
 ORDER BY priority DESC, next_run_at, id"""
         self.live = f"""
 SELECT b.wf, b.k, (SELECT count(*) FROM {t} r WHERE r.concurrency_key = b.k

@@ -51,6 +51,9 @@ COLUMNS = (
     "concurrency_key",
     "rate_key",
     "began_at",
+    "concurrency_limit",
+    "rate_limit",
+    "rate_period",
 )
 
 
@@ -106,6 +109,9 @@ _DERIVED: tuple[tuple[str, Callable[[WorkflowRun], Any]], ...] = (
     ("concurrency_key", lambda run: run.concurrency_key),
     ("rate_key", lambda run: run.rate_key),
     ("began_at", lambda run: _micros_or_none(run.began_at)),
+    ("concurrency_limit", lambda run: run.concurrency_limit),
+    ("rate_limit", lambda run: run.rate_limit),
+    ("rate_period", lambda run: run.rate_period),
 )
 
 

@@ -45,14 +45,22 @@ UPDATE runs SET
 WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL AND lease_expires_at <= ?1
 """
 
+# Buckets already full are left out in SQL (the live-lease count per bucket
+# is an index range of runs_slots), so a claim over a busy queue reads only
+# the runs it could lease, not every queued run.
 _CANDIDATES = """
-SELECT id, workflow_id, concurrency_key, rate_key, began_at,
-    CASE WHEN json_valid(doc) THEN json_extract(doc, '$.concurrency_limit') END,
-    CASE WHEN json_valid(doc) THEN json_extract(doc, '$.rate_limit') END,
-    CASE WHEN json_valid(doc) THEN json_extract(doc, '$.rate_period') END
-FROM runs INDEXED BY runs_limited
+WITH live AS (
+    SELECT workflow_id AS wf, concurrency_key AS ck, count(*) AS n
+    FROM runs INDEXED BY runs_slots
+    WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL AND lease_expires_at > ?1
+    GROUP BY workflow_id, concurrency_key)
+SELECT r.id, r.workflow_id, r.concurrency_key, r.rate_key, r.began_at,
+    r.concurrency_limit, r.rate_limit, r.rate_period
+FROM runs AS r INDEXED BY runs_limited
+LEFT JOIN live ON live.wf = r.workflow_id AND live.ck = r.concurrency_key
 WHERE {claimable} AND next_run_at IS NOT NULL AND {limited} AND next_run_at <= ?1
   AND (lease_expires_at IS NULL OR lease_expires_at <= ?1)
+  AND (r.concurrency_key IS NULL OR ifnull(live.n, 0) < ifnull(r.concurrency_limit, 1))
   AND {workflow} IN (SELECT value FROM json_each(?2)){extra}
 ORDER BY priority DESC, next_run_at ASC, id ASC
 """

@@ -107,6 +107,9 @@ _V4 = (
     "ALTER TABLE runs ADD COLUMN concurrency_key TEXT",
     "ALTER TABLE runs ADD COLUMN rate_key TEXT",
     "ALTER TABLE runs ADD COLUMN began_at INTEGER",
+    "ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER",
+    "ALTER TABLE runs ADD COLUMN rate_limit INTEGER",
+    "ALTER TABLE runs ADD COLUMN rate_period REAL",
     "DROP INDEX runs_claimable",
     "CREATE INDEX runs_claimable ON runs (priority DESC, next_run_at, id) "
     f"WHERE {CLAIMABLE_SQL} AND next_run_at IS NOT NULL AND {PLAIN_SQL}",
