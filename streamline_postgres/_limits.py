@@ -18,8 +18,9 @@ statement sees every commit before it:
 No other writer can lease a limited run between 3 and 4: the only writers
 that lease limited runs are claims under the same lock. The lock is released
 by COMMIT (or ROLLBACK, when anything fails), never held across calls.
-Cost per claim: five statements and two round trips more than a plain
-claim, serialised per table.
+Cost per claim: five statements more than a plain claim (the candidates
+read a page at a time: only the runs each bucket has room for), serialised
+per table.
 """
 
 from __future__ import annotations
@@ -53,26 +54,36 @@ WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
   AND lease_expires_at <= %(now)s"""
         # Buckets already full are left out here (live leases per bucket are
         # an index range), so a busy queue costs the runs it could lease only.
+        # Only runs a bucket could take are read: within each slot bucket, the
+        # first (limit - live leases) in claim order (live leases per bucket
+        # are an index range), a page at a time. A busy queue thus costs the
+        # runs that could be leased, not every queued run.
         self.candidates = f"""
 WITH live AS (
     SELECT workflow_id AS wf, concurrency_key AS ck, count(*) AS n FROM {t}
     WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL
       AND lease_expires_at > %(now)s
-    GROUP BY workflow_id, concurrency_key)
-SELECT id, workflow_id, concurrency_key, rate_key, began_at,
-    CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number'
-         THEN (doc->>'concurrency_limit')::numeric END,
-    CASE WHEN jsonb_typeof(doc->'rate_limit') = 'number' THEN (doc->>'rate_limit')::numeric END,
-    CASE WHEN jsonb_typeof(doc->'rate_period') = 'number'
-         THEN (doc->>'rate_period')::float8 END
-FROM {t} LEFT JOIN live ON live.wf = workflow_id AND live.ck = concurrency_key
-WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND {LIMITED_SQL}
-  AND next_run_at <= %(now)s
-  AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s) AND {{workflow}}{{tenant}}{{one}}
-  AND (concurrency_key IS NULL OR coalesce(live.n, 0) < coalesce(
-      CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number'
-           THEN (doc->>'concurrency_limit')::numeric END, 1))
-ORDER BY priority DESC, next_run_at, id"""
+    GROUP BY workflow_id, concurrency_key),
+cand AS (
+    SELECT id, workflow_id, concurrency_key, rate_key, began_at, priority, next_run_at,
+        CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number'
+             THEN (doc->>'concurrency_limit')::numeric END AS climit,
+        CASE WHEN jsonb_typeof(doc->'rate_limit') = 'number'
+             THEN (doc->>'rate_limit')::numeric END AS rlimit,
+        CASE WHEN jsonb_typeof(doc->'rate_period') = 'number'
+             THEN (doc->>'rate_period')::float8 END AS rperiod,
+        coalesce(live.n, 0) AS held,
+        row_number() OVER (PARTITION BY workflow_id, concurrency_key
+                           ORDER BY priority DESC, next_run_at, id) AS rank
+    FROM {t} LEFT JOIN live ON live.wf = workflow_id AND live.ck = concurrency_key
+    WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND {LIMITED_SQL}
+      AND next_run_at <= %(now)s
+      AND (lease_expires_at IS NULL OR lease_expires_at <= %(now)s)
+      AND {{workflow}}{{tenant}}{{one}})
+SELECT id, workflow_id, concurrency_key, rate_key, began_at, climit, rlimit, rperiod FROM cand
+WHERE concurrency_key IS NULL OR rank <= coalesce(climit, 1) - held
+ORDER BY priority DESC, next_run_at, id
+LIMIT %(page)s OFFSET %(offset)s"""
         self.live = f"""
 SELECT b.wf, b.k, (SELECT count(*) FROM {t} r WHERE r.concurrency_key = b.k
     AND r.workflow_id = b.wf AND r.lease_expires_at IS NOT NULL
@@ -104,22 +115,63 @@ async def claim_limited_rows(
     now: datetime = params["now"]
     await conn.execute(sql.lock)
     await conn.execute(sql.revoke, {"now": now})
-    rows = await (await conn.execute(candidates, params)).fetchall()
-    if not rows:
+    page = 2 * limit + 50
+    live: dict[tuple[str, str], int] = {}
+    begun: dict[tuple[str, str], int] = {}
+    book = SlotBook(
+        now, lambda wf, k: live.get((wf, k), 0), lambda wf, k, _since: begun.get((wf, k), 0)
+    )
+    chosen: list[str] = []
+    offset = 0
+    while len(chosen) < limit:
+        found = await conn.execute(candidates, {**params, "page": page, "offset": offset})
+        rows = await found.fetchall()
+        await _count(conn, sql, now, rows, live, begun)
+        for run_id, wf, ck, rk, began, climit, rlimit, rperiod in rows:
+            doc = {
+                "workflow_id": wf,
+                "concurrency_key": ck,
+                "concurrency_limit": None if climit is None else int(climit),
+                "rate_key": rk,
+                "rate_limit": None if rlimit is None else int(rlimit),
+                "rate_period": rperiod,
+                "began_at": began,
+            }
+            if book.admit(doc):
+                chosen.append(run_id)
+                if len(chosen) >= limit:
+                    break
+        if len(rows) < page:
+            break
+        offset += page
+    if not chosen:
         return []
-    cbuckets = sorted({(r[1], r[2]) for r in rows if r[2] is not None})
+    leased = await conn.execute(
+        sql.lease, {"lease": params["lease"], "now_text": now.isoformat(), "ids": chosen}
+    )
+    return [(r[0], r[1]) for r in await leased.fetchall()]
+
+
+async def _count(
+    conn: Any,
+    sql: LimitedSQL,
+    now: datetime,
+    rows: list[Any],
+    live: dict[tuple[str, str], int],
+    begun: dict[tuple[str, str], int],
+) -> None:
+    """Fill in live leases and recent begins of the buckets of ``rows`` not counted yet."""
+    cbuckets = sorted({(r[1], r[2]) for r in rows if r[2] is not None} - set(live))
     rbuckets: dict[tuple[str, str], datetime] = {}
     for r in rows:
-        if r[3] is not None and r[4] is None:
+        if r[3] is not None and r[4] is None and (r[1], r[3]) not in begun:
             rbuckets.setdefault((r[1], r[3]), now - timedelta(seconds=float(r[7] or 0.0)))
-    live: dict[tuple[str, str], int] = {}
     if cbuckets:
         found = await conn.execute(
             sql.live,
             {"now": now, "wfs": [b[0] for b in cbuckets], "keys": [b[1] for b in cbuckets]},
         )
-        live = {(wf, k): int(n) for wf, k, n in await found.fetchall()}
-    begun: dict[tuple[str, str], int] = {}
+        live.update({(wf, k): int(n) for wf, k, n in await found.fetchall()})
     if rbuckets:
         keys = list(rbuckets)
         found = await conn.execute(
@@ -131,33 +183,4 @@ async def claim_limited_rows(
                 "sinces": [rbuckets[b] for b in keys],
             },
         )
-        begun = {(wf, k): int(n) for wf, k, n in await found.fetchall()}
-    book = SlotBook(
-        now, lambda wf, k: live.get((wf, k), 0), lambda wf, k, _since: begun.get((wf, k), 0)
-    )
-    chosen: list[str] = []
-    for run_id, wf, ck, rk, began, climit, rlimit, rperiod in rows:
-        doc = {
-            "workflow_id": wf,
-            "concurrency_key": ck,
-            "concurrency_limit": None if climit is None else int(climit),
-            "rate_key": rk,
-            "rate_limit": None if rlimit is None else int(rlimit),
-            "rate_period": rperiod,
-            "began_at": began,
-        }
-        if book.admit(doc):
-            chosen.append(run_id)
-            if len(chosen) >= limit:
-                break
-    if not chosen:
-        return []
-    leased = await conn.execute(
-        sql.lease,
-        {
-            "lease": params["lease"],
-            "now_text": now.isoformat(),
-            "ids": chosen,
-        },
-    )
-    return [(r[0], r[1]) for r in await leased.fetchall()]
+        begun.update({(wf, k): int(n) for wf, k, n in await found.fetchall()})
