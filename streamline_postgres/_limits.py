@@ -66,12 +66,7 @@ WITH live AS (
     GROUP BY workflow_id, concurrency_key),
 cand AS (
     SELECT id, workflow_id, concurrency_key, rate_key, began_at, priority, next_run_at,
-        CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number'
-             THEN (doc->>'concurrency_limit')::numeric END AS climit,
-        CASE WHEN jsonb_typeof(doc->'rate_limit') = 'number'
-             THEN (doc->>'rate_limit')::numeric END AS rlimit,
-        CASE WHEN jsonb_typeof(doc->'rate_period') = 'number'
-             THEN (doc->>'rate_period')::float8 END AS rperiod,
+        concurrency_limit AS climit, rate_limit AS rlimit, rate_period AS rperiod,
         coalesce(live.n, 0) AS held,
         row_number() OVER (PARTITION BY workflow_id, concurrency_key
                            ORDER BY priority DESC, next_run_at, id) AS rank

@@ -153,6 +153,15 @@ def _version_2(table: str) -> list[str]:
         f"ALTER TABLE {t} ADD COLUMN rate_key text GENERATED ALWAYS AS (doc->>'rate_key') STORED",
         f"ALTER TABLE {t} ADD COLUMN began_at timestamptz "
         "GENERATED ALWAYS AS (streamline_ts(doc->>'began_at')) STORED",
+        f"ALTER TABLE {t} ADD COLUMN concurrency_limit integer GENERATED ALWAYS AS ("
+        "CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number' "
+        "THEN (doc->>'concurrency_limit')::integer END) STORED",
+        f"ALTER TABLE {t} ADD COLUMN rate_limit integer GENERATED ALWAYS AS ("
+        "CASE WHEN jsonb_typeof(doc->'rate_limit') = 'number' "
+        "THEN (doc->>'rate_limit')::integer END) STORED",
+        f"ALTER TABLE {t} ADD COLUMN rate_period float8 GENERATED ALWAYS AS ("
+        "CASE WHEN jsonb_typeof(doc->'rate_period') = 'number' "
+        "THEN (doc->>'rate_period')::float8 END) STORED",
         f"DROP INDEX {ix('claimable')}",
         f"CREATE INDEX {ix('claimable')} ON {t} (priority DESC, next_run_at, id) "
         f"WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND {PLAIN_SQL}",
