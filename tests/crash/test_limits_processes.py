@@ -43,9 +43,11 @@ def peak_per_key(log: Path) -> dict[str, int]:
 
 def test_three_workers_never_run_more_than_two_handlers_of_a_key_at_once(tmp_path: Path) -> None:
     db, log = tmp_path / "runs.db", tmp_path / "exec.log"
-    ids = asyncio.run(start_limited(db, 200))
+    asyncio.run(start_limited(db, 0))  # the file and its schema, before the workers open it
     workers = [spawn(db, log, lease=5.0, slots=6) for _ in range(3)]
     try:
+        # Started once every worker is up, so all three compete from the first run.
+        ids = asyncio.run(start_limited(db, 200))
         statuses = asyncio.run(wait_done(db, ids, timeout=60))
     finally:
         for w in workers:
