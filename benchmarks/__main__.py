@@ -4,7 +4,7 @@
 Runs every scenario, prints a markdown table on stdout (progress on stderr)
 and writes the figures as JSON (default ``benchmarks/results.json``).
 Sections, in order: disk, throughput (with DBOS), writes, syscalls,
-latency, pickup, claims, memory, postgres (on a throwaway cluster it
+latency, pickup, claims, limits, memory, postgres (on a throwaway cluster it
 starts, or ``--postgres-url``; see benchmarks/postgres.py), web, children
 (a parent joining 100 child runs), map (``ctx.map`` against as many steps).
 ``--quick`` runs each at a tiny size, without DBOS and without strace (the
@@ -40,6 +40,7 @@ SECTIONS = (
     "latency",
     "pickup",
     "claims",
+    "limits",
     "memory",
     "postgres",
     "web",
@@ -211,7 +212,7 @@ def _pickup(sizes: Sizes) -> dict[str, Any]:
 def _sections(
     sizes: Sizes, dbos_python: Path | None, quick: bool, notes: list[str]
 ) -> dict[str, Callable[[], Any]]:
-    from benchmarks import children, claims, disk, latency, maps, memory, web, writes
+    from benchmarks import children, claims, disk, latency, limits, maps, memory, web, writes
 
     return {
         "disk": lambda: disk.probe(sizes.reps, sizes.commits, sizes.batches),
@@ -225,6 +226,9 @@ def _sections(
         },
         "pickup": lambda: _pickup(sizes),
         "claims": lambda: claims.claim_latency(sizes.claim_sizes, sizes.claim_reps),
+        "limits": lambda: limits.measure(
+            sizes.claim_reps, quick, os.environ.get("STREAMLINE_BENCH_POSTGRES_URL")
+        ),
         "memory": lambda: memory.worker_memory(sizes.waiting, sizes.reps, sizes.idle_s),
         "web": lambda: web.measure(sizes.web_runs, sizes.web_requests),
         "children": lambda: children.parent_with_children(sizes.reps, 10 if quick else 100),

@@ -213,6 +213,36 @@ def _claims(claims: dict[str, Any]) -> list[str]:
     ]
 
 
+def _limits(lim: dict[str, Any]) -> list[str]:
+    out = []
+    for store, c in lim["claims"].items():
+        out += [
+            "",
+            f"### Flow control, {store}: claim latency with {c['queued']:,} queued runs over "
+            f"{c['keys']:,} keys, Concurrency(limit=1) (ms, median)",
+            "",
+            "| claim | n=1 | n=50 |",
+            "|---|---|---|",
+            f"| plain `claim`, same queue unlimited | {_f(c['plain_1_ms'], '.3f')} "
+            f"| {_f(c['plain_50_ms'], '.3f')} |",
+            f"| `claim_limited`, every bucket free | {_f(c['free_1_ms'], '.3f')} "
+            f"| {_f(c['free_50_ms'], '.3f')} |",
+            f"| `claim_limited`, every bucket full (leases nothing) | – "
+            f"| {_f(c['full_50_ms'], '.3f')} |",
+        ]
+    tp = lim["throughput"]
+    out += [
+        "",
+        f"### Flow control: throughput, SQLite, {tp['runs']} two-step runs over {tp['keys']} "
+        f"keys (runs/s)",
+        "",
+        "| unlimited | Concurrency(limit=" + str(tp["limit"]) + ") per key |",
+        "|---|---|",
+        f"| {_f(tp['unlimited_runs_per_s'], ',.0f')} | {_f(tp['limited_runs_per_s'], ',.0f')} |",
+    ]
+    return out
+
+
 def _memory(mem: dict[str, Any]) -> list[str]:
     out = [
         "",
@@ -402,6 +432,8 @@ def render(res: dict[str, Any]) -> str:
         lines += _latency(res.get("latency"), res.get("pickup"))
     if res.get("claims"):
         lines += _claims(res["claims"])
+    if res.get("limits"):
+        lines += _limits(res["limits"])
     if res.get("memory"):
         lines += _memory(res["memory"])
     if res.get("postgres"):

@@ -31,6 +31,7 @@ from streamline_core.errors import (
     WorkflowNotFoundError,
 )
 from streamline_core.events import Event
+from streamline_core.flow_control import Concurrency, RateLimit
 from streamline_core.hooks import GIVE_UP, hookimpl, hookspec
 from streamline_core.parallel import Settled, execute_parallel
 from streamline_core.recurrence import Recurrence
@@ -95,4 +96,6 @@ __all__ = [
     "ScheduleInfo",
     "Recurrence",
     "Debounce",
+    "Concurrency",
+    "RateLimit",
 ]

@@ -202,6 +202,13 @@ class WorkflowRun(_Model):
     ``gotos`` counts the jumps of ``ctx.goto`` (bounded by ``max_gotos``);
     ``compensation`` is ``pending`` while a failed run's saga runs (the run
     is ``running``), then ``done`` or ``failed``; ``None`` when no saga ran.
+
+    Flow control (``engine.workflow(..., concurrency=, rate_limit=)``) is
+    stored on the run at ``start``, so a claimer needs no definition:
+    ``concurrency_key``/``concurrency_limit`` name the run's bucket (with
+    ``workflow_id``) and its slots; ``rate_key``/``rate_limit``/``rate_period``
+    its rate bucket; ``began_at`` is when a claim first leased it (the instant
+    the rate limit counts). ``""`` is the key of a workflow-wide bucket.
     """
 
     id: str
@@ -230,12 +237,25 @@ class WorkflowRun(_Model):
     compensation: Compensation | None = None
     revision: int = 0
     idempotency_key: str | None = None
+    concurrency_key: str | None = None
+    concurrency_limit: int | None = None
+    rate_key: str | None = None
+    rate_limit: int | None = None
+    rate_period: float | None = None
+    began_at: datetime | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     created_at: datetime
     updated_at: datetime
     ended_at: datetime | None = None
 
-    _v_times = field_validator("next_run_at", "created_at", "updated_at", "ended_at")(_aware)
+    _v_times = field_validator("next_run_at", "created_at", "updated_at", "ended_at", "began_at")(
+        _aware
+    )
+
+    @property
+    def is_limited(self) -> bool:
+        """Whether flow control applies: the run carries a concurrency or a rate key."""
+        return self.concurrency_key is not None or self.rate_key is not None
 
     @property
     def is_terminal(self) -> bool:

@@ -57,7 +57,8 @@ Required operations
         is not selected by a versioned ``workflows`` mapping.
         :mod:`streamline_core.claiming` implements the parts of this rule
         that do not depend on the backend (the takeover test, the claim
-        order of the result, the corrupt-document report).
+        order of the result, the corrupt-document report). ``claim`` never
+        leases a run with ``concurrency_key`` or ``rate_key`` set.
     ``transition(run_id, expected_revision, patch, owner=None) -> run``
         Compare-and-set. Apply ``patch`` only if the stored ``revision ==
         expected_revision`` and, when ``owner`` is given, ``lease.owner ==
@@ -96,6 +97,19 @@ Required operations
         ``delete`` removes only matching runs and returns how many.
     ``close()``
         Release connections and threads. Idempotent.
+
+Flow-control operation (needed by workflows with ``concurrency=``/``rate_limit=``)
+    ``claim_limited(worker, now, lease_for, limit, workflows, tenant_id=None, run_id=None)``
+        ``claim`` for limited runs only (``run_id``: only that one), plus,
+        atomically with its leases, never count-then-claim: every expired lease of a run with a
+        ``concurrency_key`` is revoked first (``lease = null``, ``revision +
+        1``, ``recoveries + 1`` if running); such a run is leased only while
+        fewer than ``concurrency_limit`` runs of ``(workflow_id,
+        concurrency_key)`` hold a live lease; a run with a ``rate_key`` and
+        no ``began_at`` only while fewer than ``rate_limit`` runs of
+        ``(workflow_id, rate_key)`` have ``began_at`` in ``(now -
+        rate_period, now]`` (leasing sets ``began_at = now``); the others are
+        skipped. Details: :class:`streamline_core.slots.LimitedClaims`.
 
 Optional operations
     ``wait_for_work(timeout) -> bool``
@@ -161,9 +175,9 @@ __all__ = [
     "clone_document",
     "workflow_matches",
     "matches_query",
+    "sort_key",
     "json_equal",
     "check_write_ids",
-    "sort_key",
 ]
 
 

@@ -22,6 +22,7 @@ from streamline_core._json import Unstorable, to_json_value
 from streamline_core.debounce import Debounce
 from streamline_core.definition import StepDefaults, StepSpec, resolve_step
 from streamline_core.errors import ValidationError
+from streamline_core.flow_control import Concurrency, RateLimit
 
 __all__ = ["WorkflowOptions", "WorkflowSpec"]
 
@@ -58,6 +59,10 @@ class WorkflowOptions(TypedDict, total=False):
     """``emit_event(trigger, data)`` (a broadcast) starts a run with ``input=data``."""
     cancel_on: Mapping[str, str] | None
     """``{event: field}``: a broadcast whose ``data[field]`` equals ``context[field]`` cancels."""
+    concurrency: Concurrency | None
+    """At most ``limit`` runs per key hold a lease at once (``Concurrency``)."""
+    rate_limit: RateLimit | None
+    """At most ``limit`` runs per key begin per ``period`` (``RateLimit``)."""
 
 
 class WorkflowSpec:
@@ -78,6 +83,8 @@ class WorkflowSpec:
         debounce: Collapse bursts of starts (see :mod:`streamline_core._runtime.debouncing`).
         trigger: An event name whose broadcasts start runs (``input=data``).
         cancel_on: ``{event name: field}``; see :mod:`streamline_core._runtime.triggers`.
+        concurrency: Per-key slots (``Concurrency``), enforced by the store's claim.
+        rate_limit: Per-key begins per window (``RateLimit``), enforced likewise.
 
     Raises:
         ValidationError: The definition is invalid.
@@ -98,7 +105,15 @@ class WorkflowSpec:
         debounce: Debounce | None = None,
         trigger: str | None = None,
         cancel_on: Mapping[str, str] | None = None,
+        concurrency: Concurrency | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
+        if concurrency is not None and not isinstance(concurrency, Concurrency):
+            raise ValidationError(f"concurrency must be a Concurrency, got {concurrency!r}")
+        if rate_limit is not None and not isinstance(rate_limit, RateLimit):
+            raise ValidationError(f"rate_limit must be a RateLimit, got {rate_limit!r}")
+        self.concurrency = concurrency
+        self.rate_limit = rate_limit
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError(f"workflow name must be a non-empty string, got {name!r}")
         if not isinstance(version, str) or not version:
@@ -157,7 +172,14 @@ class WorkflowSpec:
             and self.compensate_on_cancel == other.compensate_on_cancel
             and self.debounce == other.debounce
             and (self.trigger, self.cancel_on) == (other.trigger, other.cancel_on)
+            and self.concurrency == other.concurrency
+            and self.rate_limit == other.rate_limit
         )
+
+    @property
+    def limited(self) -> bool:
+        """Whether runs of this workflow are flow-controlled (concurrency or rate limit)."""
+        return self.concurrency is not None or self.rate_limit is not None
 
     @property
     def step_ids(self) -> list[str]:

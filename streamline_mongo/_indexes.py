@@ -146,6 +146,13 @@ CORE_INDEXES: tuple[IndexSpec, ...] = (
     IndexSpec("streamline_hook", (("wait.hook_token_hash", 1),)),
     # Joins and cancel cascades: a run's children.
     IndexSpec("streamline_parent", (("parent_run_id", 1), ("status", 1))),
+    # claim_limited: one run per slot token and per rate token (see _limits).
+    # Created with the others, before the first insert: mongomock checks a new
+    # unique index over every document, ignoring its partial filter.
+    IndexSpec("streamline_slot", (("slot", 1),), unique=True, partial={"slot": {"$gt": ""}}),
+    IndexSpec(
+        "streamline_rate_slot", (("rate_slot", 1),), unique=True, partial={"rate_slot": {"$gt": ""}}
+    ),
 )
 """Indexes the engine's own operations need; created lazily on first use."""
 

@@ -64,7 +64,7 @@ from streamline_core.errors import (
 from streamline_core.run import RunPage, RunStatus, WorkflowRun, encode_cursor
 from streamline_core.store import RunQuery, WorkflowFilter, sort_key
 
-from . import _indexes
+from . import _indexes, _limits
 from ._documents import KEY_HOLD, WRITE_MARK, run_from_mongo, run_to_mongo, to_storage
 from ._errors import describe, duplicate_index, is_ambiguous, translated
 from ._query import (
@@ -422,7 +422,12 @@ class MongoStore:
         if limit <= 0 or not workflows:
             return []
         await self._ensure_core()
-        base = claimable_filter(now, workflows, tenant_id)
+        # Limited runs are claim_limited's alone (streamline_core.slots).
+        base = {
+            **claimable_filter(now, workflows, tenant_id),
+            "concurrency_key": None,
+            "rate_key": None,
+        }
         claim_id = _new_write_id()
         lease = {"owner": worker, "expires_at": to_storage(now + timedelta(seconds=lease_for))}
         leased: dict[Any, Document] = {}
@@ -439,6 +444,55 @@ class MongoStore:
                 len(leased),
                 describe(exc),
             )
+        return leased_runs(leased.values(), run_from_mongo)
+
+    async def claim_limited(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: WorkflowFilter,
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` limited runs within their slots and rate windows.
+
+        The contract is :class:`streamline_core.slots.LimitedClaims`; slot
+        tokens under unique indexes make it strict without transactions
+        (:mod:`streamline_mongo._limits`).
+        """
+        check_run_id(worker, "worker")
+        if limit <= 0 or not workflows:
+            return []
+        await self._ensure_core()
+        await _limits.revoke_expired(self._collection, self._call, now)
+        query = _limits.limited_filter(claimable_filter(now, workflows, tenant_id), now, run_id)
+        with self._call("read claimable limited runs"):
+            candidates = await self._collection.find(
+                query, projection=_limits.PROJECTION, sort=CLAIM_ORDER
+            ).to_list(None)
+        claim_id = _new_write_id()
+        lease = {"owner": worker, "expires_at": to_storage(now + timedelta(seconds=lease_for))}
+        leased: dict[Any, Document] = {}
+        full: set[tuple[Any, ...]] = set()
+        for candidate in candidates:
+            if len(leased) >= limit:
+                break
+            bucket = (
+                candidate.get("workflow_id"),
+                candidate.get("concurrency_key"),
+                candidate.get("rate_key") if candidate.get("began_at") is None else None,
+            )
+            if bucket in full:
+                continue
+            doc = await _limits.lease_limited(
+                self._collection, self._call, candidate, now, lease, claim_id
+            )
+            if doc is _limits.FULL:
+                full.add(bucket)
+            elif doc is not None:
+                leased[doc["_id"]] = doc
         return leased_runs(leased.values(), run_from_mongo)
 
     async def _lease_batch(

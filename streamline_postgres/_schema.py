@@ -26,6 +26,8 @@ import re
 
 __all__ = [
     "ACTIVE",
+    "LIMITED_SQL",
+    "PLAIN_SQL",
     "SCHEMA_VERSION",
     "VERSION_TABLE",
     "channel_for",
@@ -142,8 +144,47 @@ def _version_2(table: str) -> list[str]:
     ]
 
 
+LIMITED_SQL = "(concurrency_key IS NOT NULL OR rate_key IS NOT NULL)"
+PLAIN_SQL = "concurrency_key IS NULL AND rate_key IS NULL"
+
+
+def _version_3(table: str) -> list[str]:
+    """Flow control: the run's keys and begin time as columns; limited runs get their own
+    claim index (and leave the plain one); live leases and begins are counted by index."""
+    t = quote(table)
+
+    def ix(suffix: str) -> str:
+        return quote(f"{table}_{suffix}")
+
+    return [
+        f"ALTER TABLE {t} ADD COLUMN concurrency_key text "
+        "GENERATED ALWAYS AS (doc->>'concurrency_key') STORED",
+        f"ALTER TABLE {t} ADD COLUMN rate_key text GENERATED ALWAYS AS (doc->>'rate_key') STORED",
+        f"ALTER TABLE {t} ADD COLUMN began_at timestamptz "
+        "GENERATED ALWAYS AS (streamline_ts(doc->>'began_at')) STORED",
+        f"ALTER TABLE {t} ADD COLUMN concurrency_limit integer GENERATED ALWAYS AS ("
+        "CASE WHEN jsonb_typeof(doc->'concurrency_limit') = 'number' "
+        "THEN (doc->>'concurrency_limit')::integer END) STORED",
+        f"ALTER TABLE {t} ADD COLUMN rate_limit integer GENERATED ALWAYS AS ("
+        "CASE WHEN jsonb_typeof(doc->'rate_limit') = 'number' "
+        "THEN (doc->>'rate_limit')::integer END) STORED",
+        f"ALTER TABLE {t} ADD COLUMN rate_period float8 GENERATED ALWAYS AS ("
+        "CASE WHEN jsonb_typeof(doc->'rate_period') = 'number' "
+        "THEN (doc->>'rate_period')::float8 END) STORED",
+        f"DROP INDEX {ix('claimable')}",
+        f"CREATE INDEX {ix('claimable')} ON {t} (priority DESC, next_run_at, id) "
+        f"WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND {PLAIN_SQL}",
+        f"CREATE INDEX {ix('limited')} ON {t} (priority DESC, next_run_at, id) "
+        f"WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND {LIMITED_SQL}",
+        f"CREATE INDEX {ix('slots')} ON {t} (concurrency_key, workflow_id, lease_expires_at) "
+        "WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL",
+        f"CREATE INDEX {ix('rate')} ON {t} (rate_key, workflow_id, began_at) "
+        "WHERE rate_key IS NOT NULL AND began_at IS NOT NULL",
+    ]
+
+
 # Append-only: a released migration is never edited, a change is a new one.
-_MIGRATIONS = (_version_1, _version_2)
+_MIGRATIONS = (_version_1, _version_2, _version_3)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -61,6 +61,7 @@ from streamline_core.store import RunQuery, WorkflowFilter, sort_key
 
 from ._codec import check_patch, encode_run, load_run, patch_sql
 from ._errors import is_ambiguous, translated
+from ._limits import LimitedSQL, claim_limited_rows
 from ._query import after_cursor, order_by, where
 from ._schema import (
     ACTIVE,
@@ -217,6 +218,7 @@ WITH picked AS (
     WHERE {_ACTIVE_SQL} AND NOT paused AND next_run_at IS NOT NULL AND next_run_at <= %(now)s
       AND (lease_expires_at IS NULL OR lease_expires_at <= {{expired_by}})
       AND {{workflow}}{{tenant}}
+      AND concurrency_key IS NULL AND rate_key IS NULL
     ORDER BY priority DESC, next_run_at, id
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED)
@@ -235,6 +237,17 @@ RETURNING r.id, r.doc::text"""
             "(workflow_id, workflow_version) IN "
             "(SELECT * FROM unnest(%(names)s::text[], %(versions)s::text[]))"
         )
+        self._limited = LimitedSQL(t, self._table)
+        self._limited_sql = {
+            (versioned, tenant, one): self._limited.candidates.format(
+                workflow=by_version if versioned else by_name,
+                tenant=" AND tenant_id = %(tenant)s" if tenant else "",
+                one=" AND id = %(run_id)s" if one else "",
+            )
+            for versioned in (False, True)
+            for tenant in (False, True)
+            for one in (False, True)
+        }
         # Lease expiry by the server's clock (now(): this statement's start)
         # or by the caller's now; due times always by the caller's.
         self._claim_sql = {
@@ -435,6 +448,44 @@ RETURNING r.id, r.doc::text"""
         sql = self._claim_sql[(versioned, tenant_id is not None, self._server_clock)]
         rows = await self._fetchall("claim runs", sql, params)
         return leased_runs([(r[0], r[1]) for r in rows], _load_leased)
+
+    async def claim_limited(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: WorkflowFilter,
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` limited runs within their slots and rate windows.
+
+        The contract is :class:`streamline_core.slots.LimitedClaims`; how it
+        is made strict here is in :mod:`streamline_postgres._limits`.
+        """
+        if limit <= 0 or not workflows:
+            return []
+        lease = Lease(owner=worker, expires_at=now + timedelta(seconds=lease_for))
+        params: dict[str, Any] = {
+            "now": now,
+            "lease": lease.model_dump_json(),
+            "tenant": tenant_id,
+            "run_id": run_id,
+        }
+        versioned = isinstance(workflows, Mapping)
+        if isinstance(workflows, Mapping):
+            pairs = [(name, v) for name, versions in workflows.items() for v in versions]
+            params["names"] = [name for name, _ in pairs]
+            params["versions"] = [v for _, v in pairs]
+        else:
+            params["names"] = list(workflows)
+        sql = self._limited_sql[(versioned, tenant_id is not None, run_id is not None)]
+        pool = await self._get_pool()
+        with translated("claim limited runs"):
+            async with pool.connection() as conn, conn.transaction():
+                rows = await claim_limited_rows(conn, self._limited, sql, params, limit)
+        return leased_runs(rows, _load_leased)
 
     async def transition(
         self,

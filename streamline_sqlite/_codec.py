@@ -51,6 +51,12 @@ COLUMNS = (
     "wait_event",
     "hook_token_hash",
     "parent_run_id",
+    "concurrency_key",
+    "rate_key",
+    "began_at",
+    "concurrency_limit",
+    "rate_limit",
+    "rate_period",
 )
 
 
@@ -104,6 +110,12 @@ _DERIVED: tuple[tuple[str, Callable[[WorkflowRun], Any]], ...] = (
     ("wait", _wait_event),
     ("wait", _hook),
     ("parent_run_id", lambda run: run.parent_run_id),
+    ("concurrency_key", lambda run: run.concurrency_key),
+    ("rate_key", lambda run: run.rate_key),
+    ("began_at", lambda run: _micros_or_none(run.began_at)),
+    ("concurrency_limit", lambda run: run.concurrency_limit),
+    ("rate_limit", lambda run: run.rate_limit),
+    ("rate_period", lambda run: run.rate_period),
 )
 
 

@@ -106,7 +106,30 @@ _V4 = (
     "CREATE INDEX runs_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL",
 )
 
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+# Version 5: flow control. Limited runs (a concurrency or rate key) leave the
+# plain claim's index and get their own, in the same claim order; live leases
+# per slot bucket and begins per rate bucket are counted by index ranges.
+LIMITED_SQL = "(concurrency_key IS NOT NULL OR rate_key IS NOT NULL)"
+PLAIN_SQL = "concurrency_key IS NULL AND rate_key IS NULL"
+_V5 = (
+    "ALTER TABLE runs ADD COLUMN concurrency_key TEXT",
+    "ALTER TABLE runs ADD COLUMN rate_key TEXT",
+    "ALTER TABLE runs ADD COLUMN began_at INTEGER",
+    "ALTER TABLE runs ADD COLUMN concurrency_limit INTEGER",
+    "ALTER TABLE runs ADD COLUMN rate_limit INTEGER",
+    "ALTER TABLE runs ADD COLUMN rate_period REAL",
+    "DROP INDEX runs_claimable",
+    "CREATE INDEX runs_claimable ON runs (priority DESC, next_run_at, id) "
+    f"WHERE {CLAIMABLE_SQL} AND next_run_at IS NOT NULL AND {PLAIN_SQL}",
+    "CREATE INDEX runs_limited ON runs (priority DESC, next_run_at, id) "
+    f"WHERE {CLAIMABLE_SQL} AND next_run_at IS NOT NULL AND {LIMITED_SQL}",
+    "CREATE INDEX runs_slots ON runs (concurrency_key, workflow_id, lease_expires_at) "
+    "WHERE concurrency_key IS NOT NULL AND lease_expires_at IS NOT NULL",
+    "CREATE INDEX runs_rate ON runs (rate_key, workflow_id, began_at) "
+    "WHERE rate_key IS NOT NULL AND began_at IS NOT NULL",
+)
+
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 

@@ -118,10 +118,12 @@ from streamline_sqlite._codec import (
     with_write_id,
 )
 from streamline_sqlite._file import FileIdentity
+from streamline_sqlite._limits import candidates_sql, claim_limited_rows
 from streamline_sqlite._query import after_cursor, dicts_match, order_by, where
 from streamline_sqlite._schema import (
     ACTIVE_SQL,
     CLAIMABLE_SQL,
+    PLAIN_SQL,
     SYNCHRONOUS_MODES,
     check_sqlite_version,
     connect,
@@ -179,7 +181,7 @@ UPDATE runs SET
         ELSE doc END
 WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claimable
-    WHERE {claimable} AND next_run_at IS NOT NULL AND next_run_at <= ?4
+    WHERE {claimable} AND next_run_at IS NOT NULL AND {plain} AND next_run_at <= ?4
       AND (lease_expires_at IS NULL OR lease_expires_at <= ?4)
       AND {workflow} IN (SELECT value FROM json_each(?5)){tenant}
     ORDER BY priority DESC, next_run_at ASC, id ASC
@@ -197,6 +199,7 @@ _BY_VERSION = (
 _CLAIMS = {
     (versioned, tenant): _CLAIM.format(
         claimable=CLAIMABLE_SQL,
+        plain=PLAIN_SQL,
         workflow=_BY_VERSION if versioned else _BY_NAME,
         tenant=" AND tenant_id = ?7" if tenant else "",
     )
@@ -514,6 +517,50 @@ class SQLiteStore:
 
         # A corrupt document stays leased (so no worker spins on it) and is
         # reported after the valid runs of the same claim are kept.
+        return leased_runs(await self._writer.run(op), _load_leased)
+
+    async def claim_limited(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: WorkflowFilter,
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` limited runs within their slots and rate windows.
+
+        The contract is :class:`streamline_core.slots.LimitedClaims`; the
+        whole claim is one job of the writer, under ``BEGIN IMMEDIATE``
+        (see :mod:`streamline_sqlite._limits`).
+        """
+        if limit <= 0 or not workflows:
+            return []
+        expires = now + timedelta(seconds=lease_for)
+        lease = Lease(owner=worker, expires_at=expires).model_dump_json()
+        versioned = isinstance(workflows, Mapping)
+        sql = candidates_sql(
+            _BY_VERSION if versioned else _BY_NAME, tenant_id is not None, run_id is not None
+        )
+        params: tuple[Any, ...] = (micros(now), json.dumps(_workflow_keys(workflows)))
+        if run_id is not None:
+            params = (*params, tenant_id, run_id)  # ?3 unused without a tenant
+        elif tenant_id is not None:
+            params = (*params, tenant_id)
+
+        def op(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            return claim_limited_rows(
+                conn,
+                candidates=sql,
+                candidate_params=params,
+                worker=worker,
+                lease_json=lease,
+                now=now,
+                expires=expires,
+                limit=limit,
+            )
+
         return leased_runs(await self._writer.run(op), _load_leased)
 
     async def transition(

@@ -27,6 +27,7 @@ from streamline_core.run import (
     run_from_document,
     run_to_document,
 )
+from streamline_core.slots import SlotBook
 from streamline_core.store import (
     RunQuery,
     WorkflowFilter,
@@ -105,16 +106,29 @@ class InMemoryStore:
         candidates = [
             d
             for d in self._docs.values()
-            if d.get("status") in _CLAIMABLE
+            if d.get("concurrency_key") is None
+            and d.get("rate_key") is None
+            and self._claimable(d, now, workflows, tenant_id)
+        ]
+        candidates.sort(key=lambda d: (-d.get("priority", 0), d["next_run_at"], d["id"]))
+        return self._lease(candidates[:limit], worker, now, lease_for)
+
+    def _claimable(
+        self, d: dict[str, Any], now: datetime, workflows: WorkflowFilter, tenant_id: str | None
+    ) -> bool:
+        return bool(
+            d.get("status") in _CLAIMABLE
             and d.get("next_run_at") is not None
             and d["next_run_at"] <= now
             and not d.get("paused")
             and (d.get("lease") is None or d["lease"]["expires_at"] <= now)
             and workflow_matches(workflows, d.get("workflow_id", ""), d.get("workflow_version", ""))
             and (tenant_id is None or d.get("tenant_id") == tenant_id)
-        ]
-        candidates.sort(key=lambda d: (-d.get("priority", 0), d["next_run_at"], d["id"]))
-        leased = candidates[:limit]
+        )
+
+    def _lease(
+        self, leased: list[dict[str, Any]], worker: str, now: datetime, lease_for: float
+    ) -> list[WorkflowRun]:
         for d in leased:
             if is_takeover(d["status"], d.get("lease")):
                 d["recoveries"] = d.get("recoveries", 0) + 1
@@ -123,6 +137,72 @@ class InMemoryStore:
             d[_WRITE_ID] = None
             self.writes += 1
         return leased_runs(leased, self._load)
+
+    async def claim_limited(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: WorkflowFilter,
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """Lease up to ``limit`` limited runs within their slots and rate windows.
+
+        Atomic by construction (nothing is awaited): revoke expired leases of
+        keyed runs, then admit candidates in claim order through a
+        :class:`~streamline_core.slots.SlotBook`.
+        """
+        if limit <= 0:
+            return []
+        for d in self._docs.values():
+            lease = d.get("lease")
+            if d.get("concurrency_key") is not None and lease and lease["expires_at"] <= now:
+                if is_takeover(d["status"], lease):
+                    d["recoveries"] = d.get("recoveries", 0) + 1
+                d["lease"] = None
+                d["revision"] = d.get("revision", 0) + 1
+                self.writes += 1
+
+        def live(wf: str, key: str) -> int:
+            return sum(
+                1
+                for d in self._docs.values()
+                if d.get("workflow_id") == wf
+                and d.get("concurrency_key") == key
+                and d.get("lease") is not None
+                and d["lease"]["expires_at"] > now
+            )
+
+        def begun(wf: str, key: str, since: datetime) -> int:
+            return sum(
+                1
+                for d in self._docs.values()
+                if d.get("workflow_id") == wf
+                and d.get("rate_key") == key
+                and d.get("began_at") is not None
+                and since < d["began_at"] <= now
+            )
+
+        candidates = [
+            d
+            for d in self._docs.values()
+            if (d.get("concurrency_key") is not None or d.get("rate_key") is not None)
+            and (run_id is None or d["id"] == run_id)
+            and self._claimable(d, now, workflows, tenant_id)
+        ]
+        candidates.sort(key=lambda d: (-d.get("priority", 0), d["next_run_at"], d["id"]))
+        book = SlotBook(now, live, begun)
+        leased: list[dict[str, Any]] = []
+        for d in candidates:
+            if len(leased) >= limit:
+                break
+            if book.admit(d):
+                if d.get("began_at") is None:
+                    d["began_at"] = now
+                leased.append(d)
+        return self._lease(leased, worker, now, lease_for)
 
     async def transition(
         self,

@@ -17,6 +17,7 @@ from streamline_core._json import Unstorable, to_json_value
 from streamline_core._runtime.debouncing import create_debounced
 from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.runtime import Runtime
+from streamline_core._runtime.slots import run_limits
 from streamline_core.errors import ValidationError
 from streamline_core.run import Lease, RunStatus, StepState, StepStatus, WorkflowRun, new_run_id
 from streamline_core.workflow_spec import WorkflowSpec
@@ -69,11 +70,14 @@ class Creation:
         if debounce is not None:
             idempotency_key = debounce.bucket(spec.input_for(stored_input))
         context = await spec.build_context(stored_input)
+        limits = run_limits(spec, spec.input_for(stored_input)) if spec.limited else {}
         now = rt.clock.now()
         due = now if start_at is None or start_at <= now else start_at
         if debounce is not None:
             due = max(due, now + timedelta(seconds=debounce.period))
-        local = due == now and rt.can_take_locally()
+        # A flow-controlled run is leased only by the store's claim_limited: the
+        # local worker claims it at once (add_timer below wakes it).
+        local = due == now and rt.can_take_locally() and not spec.limited
         first = spec.steps[0].step_id
         steps = [StepState(step_id=s.step_id) for s in spec.steps]
         if local:
@@ -96,6 +100,7 @@ class Creation:
             lease=Lease(**rt.lease_value(now)) if local else None,
             idempotency_key=idempotency_key,
             meta=stored_meta,
+            **limits,
             created_at=now,
             updated_at=now,
         )

@@ -10,7 +10,7 @@ every lease.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import streamline_core._flow_patches as F
 from streamline_core._runtime.commits import release_quietly
@@ -26,6 +26,7 @@ from streamline_core.errors import (
     WorkflowNotFoundError,
 )
 from streamline_core.run import RunError, RunStatus, StepStatus, WorkflowRun
+from streamline_core.slots import LimitedClaims
 
 __all__ = ["Dispatcher"]
 
@@ -193,13 +194,24 @@ class Dispatcher:
                 "registered on this engine",
                 run_id=run.id,
             )
-        patch: dict[str, Any] = {"lease": rt.lease_value(now)}
-        if run.lease is not None and run.status == RunStatus.RUNNING:
-            patch["recoveries"] = run.recoveries + 1
-        try:
-            leased = await rt.io.transition(run.id, run.revision, patch)
-        except ConflictError:
-            return await reads.require(run_id, workflow_id)
+        if run.is_limited:
+            # Only the store's claim_limited may lease a flow-controlled run:
+            # with every slot of its key taken, the run is returned unchanged.
+            limited = cast(LimitedClaims, rt.io)
+            got = await limited.claim_limited(
+                rt.worker_id, now, rt.lease, 1, rt.registry.versions(), rt.tenant_id, run.id
+            )
+            if not got:
+                return await reads.require(run_id, workflow_id)
+            leased = got[0]
+        else:
+            patch: dict[str, Any] = {"lease": rt.lease_value(now)}
+            if run.lease is not None and run.status == RunStatus.RUNNING:
+                patch["recoveries"] = run.recoveries + 1
+            try:
+                leased = await rt.io.transition(run.id, run.revision, patch)
+            except ConflictError:
+                return await reads.require(run_id, workflow_id)
         if not self.dispatch(leased):
             return leased
         state = rt.inflight.get(run.id)

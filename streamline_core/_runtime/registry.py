@@ -6,6 +6,7 @@ only the versions registered here (:meth:`Registry.versions`).
 
 from __future__ import annotations
 
+from streamline_core._runtime.slots import check_supported
 from streamline_core.errors import ValidationError, WorkflowNotFoundError
 from streamline_core.run import WorkflowRun
 from streamline_core.workflow_spec import WorkflowSpec
@@ -18,13 +19,17 @@ class Registry:
 
     def __init__(self) -> None:
         self._specs: dict[str, dict[str, WorkflowSpec]] = {}
+        self.limits_supported = True
+        """Whether the store enforces flow control (set by the runtime from its store)."""
 
     def add(self, spec: WorkflowSpec) -> WorkflowSpec:
         """Register ``spec``; an equal one already registered is returned instead.
 
         Raises:
-            ValidationError: a different definition holds the same name and version.
+            ValidationError: a different definition holds the same name and version,
+                or ``spec`` is flow-controlled and the store cannot enforce it.
         """
+        check_supported(spec, self.limits_supported)
         versions = self._specs.setdefault(spec.name, {})
         existing = versions.get(spec.version)
         if existing is not None:
@@ -72,3 +77,13 @@ class Registry:
     def versions(self) -> dict[str, tuple[str, ...]]:
         """Workflow name -> versions registered here: what this worker may claim."""
         return {name: tuple(versions) for name, versions in self._specs.items() if versions}
+
+    def claim_sets(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        """``(plain, limited)`` versions: what ``claim`` and ``claim_limited`` may lease."""
+        plain: dict[str, tuple[str, ...]] = {}
+        limited: dict[str, tuple[str, ...]] = {}
+        for name, versions in self._specs.items():
+            for version, spec in versions.items():
+                target = limited if spec.limited else plain
+                target[name] = (*target.get(name, ()), version)
+        return plain, limited

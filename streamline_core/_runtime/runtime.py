@@ -17,6 +17,7 @@ from streamline_core._plugins import PluginRelay
 from streamline_core._runtime.emitter import Emitter
 from streamline_core._runtime.inflight import RunState
 from streamline_core._runtime.registry import Registry
+from streamline_core._runtime.slots import supports_limits
 from streamline_core._runtime.watchers import Watchers
 from streamline_core._tracking import IOTracker
 from streamline_core.clock import Clock
@@ -86,6 +87,9 @@ class Runtime:
     stopping: bool = False
     closed: bool = False
 
+    def __post_init__(self) -> None:
+        self.registry.limits_supported = supports_limits(self.io)
+
     @property
     def started(self) -> bool:
         """True while the worker loop runs."""
@@ -106,7 +110,12 @@ class Runtime:
 
     def local_lease(self, run: WorkflowRun) -> dict[str, Any] | None:
         """A lease for a client write that makes ``run`` runnable, when this worker can run it."""
-        if run.paused or not self.can_take_locally() or self.registry.for_run(run) is None:
+        if (
+            run.paused
+            or run.is_limited  # only the store's claim_limited may lease it
+            or not self.can_take_locally()
+            or self.registry.for_run(run) is None
+        ):
             return None
         return self.lease_value(self.clock.now())
 

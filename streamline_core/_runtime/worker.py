@@ -115,11 +115,22 @@ class Worker:
     async def _claim_once(self) -> int:
         rt = self._rt
         free = rt.free_slots
-        registered = rt.registry.versions()
-        if free <= 0 or not registered:
+        plain, limited = rt.registry.claim_sets()
+        if free <= 0 or not (plain or limited):
             return 0
+        claimed = 0
+        # Flow-controlled workflows go through the store's claim_limited (which
+        # enforces their slots and rate windows); the plain claim never sees them.
+        if limited:
+            claimed += await self._claim_with("claim_limited", free, limited)
+        if plain and rt.free_slots > 0:
+            claimed += await self._claim_with("claim", rt.free_slots, plain)
+        return claimed
+
+    async def _claim_with(self, op: str, free: int, registered: dict[str, tuple[str, ...]]) -> int:
+        rt = self._rt
         try:
-            runs = await rt.io.claim(
+            runs = await getattr(rt.io, op)(
                 rt.worker_id, rt.clock.now(), rt.lease, free, registered, rt.tenant_id
             )
         except DataCorruptionError as exc:

@@ -88,6 +88,12 @@ def make_doc(run_id: str, **fields: Any) -> dict[str, Any]:
         "compensation": None,
         "revision": 0,
         "idempotency_key": None,
+        "concurrency_key": None,
+        "concurrency_limit": None,
+        "rate_key": None,
+        "rate_limit": None,
+        "rate_period": None,
+        "began_at": None,
         "meta": {},
         "created_at": T0,
         "updated_at": T0,
@@ -238,6 +244,29 @@ class GuardedStore:
         if not isinstance(result, list):
             raise AssertionError(f"store.claim() returned {result!r}, not a list")
         return [self._run("claim", r) for r in result]
+
+    async def claim_limited(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        """``claim_limited`` (the flow-control operation), guarded."""
+        try:
+            result = await self.inner.claim_limited(  # type: ignore[attr-defined]
+                worker, now, lease_for, limit, workflows, tenant_id, run_id
+            )
+        except WorkflowError:
+            raise
+        except Exception as exc:
+            raise self._escaped("claim_limited", exc) from exc
+        if not isinstance(result, list):
+            raise AssertionError(f"store.claim_limited() returned {result!r}, not a list")
+        return [self._run("claim_limited", r) for r in result]
 
     async def transition(
         self,

@@ -499,6 +499,100 @@ class CreateForgetsWriteIds(InMemoryStore):
         return await super().create(run)
 
 
+class _LimitedClaimDoneWrong(InMemoryStore):
+    """A ``claim_limited`` that decides from a count and leases afterwards (the shared shape)."""
+
+    counts_expired_leases = False
+    revokes = True
+    yields_between_count_and_claim = False
+
+    async def claim_limited(
+        self,
+        worker: str,
+        now: datetime,
+        lease_for: float,
+        limit: int,
+        workflows: Collection[str],
+        tenant_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[WorkflowRun]:
+        if self.revokes:
+            for d in self._docs.values():
+                lease = d.get("lease")
+                if d.get("concurrency_key") is not None and lease and lease["expires_at"] <= now:
+                    d["lease"] = None
+                    d["revision"] += 1
+                    if d["status"] == "running":
+                        d["recoveries"] += 1
+        live: dict[tuple[str, str], int] = {}
+        for d in self._docs.values():
+            lease = d.get("lease")
+            if (
+                d.get("concurrency_key") is not None
+                and lease is not None
+                and (self.counts_expired_leases or lease["expires_at"] > now)
+            ):
+                key = (d["workflow_id"], d["concurrency_key"])
+                live[key] = live.get(key, 0) + 1
+        candidates = [
+            d
+            for d in self._docs.values()
+            if (d.get("concurrency_key") is not None or d.get("rate_key") is not None)
+            and (run_id is None or d["id"] == run_id)
+            and self._claimable(d, now, workflows, tenant_id)
+        ]
+        candidates.sort(key=lambda d: (-d["priority"], d["next_run_at"], d["id"]))
+        # Decide how many runs each bucket may take from the count...
+        quota: dict[tuple[str, str] | None, int] = {}
+        for d in candidates:
+            key = None
+            if d.get("concurrency_key") is not None:
+                key = (d["workflow_id"], d["concurrency_key"])
+                room = d["concurrency_limit"] - live.get(key, 0)
+            else:
+                room = limit
+            quota.setdefault(key, max(room, 0))
+        if self.yields_between_count_and_claim:
+            await asyncio.sleep(0)  # another claim counts the same free slots meanwhile
+        # ... then take whichever runs of the bucket are still free.
+        leased = []
+        for d in candidates:
+            if len(leased) >= limit:
+                break
+            key = None
+            if d.get("concurrency_key") is not None:
+                key = (d["workflow_id"], d["concurrency_key"])
+            if quota.get(key, 0) <= 0:
+                continue
+            if d.get("lease") is not None and d["lease"]["expires_at"] > now:
+                continue
+            quota[key] -= 1
+            leased.append(d)
+        for d in leased:
+            if d.get("began_at") is None:
+                d["began_at"] = now
+        return self._lease(leased, worker, now, lease_for)
+
+
+class LimitedClaimCountsThenClaims(_LimitedClaimDoneWrong):
+    """Counts the free slots, then leases in a later step: racing claims both take the slot."""
+
+    yields_between_count_and_claim = True
+
+
+class LimitedClaimKeepsExpiredSlots(_LimitedClaimDoneWrong):
+    """A slot whose lease expired is never freed (its dead worker holds it forever)."""
+
+    counts_expired_leases = True
+    revokes = False
+
+
+class LimitedClaimDoesNotRevoke(_LimitedClaimDoneWrong):
+    """Frees an expired slot but leaves the lease, so its owner can heartbeat it back."""
+
+    revokes = False
+
+
 BROKEN_STORES: dict[type[InMemoryStore], str] = {
     ClaimIgnoresLiveLeases: "claim_is_exclusive_while_lease_is_live",
     TransitionIgnoresRevision: "transition_rejects_stale_revision",
@@ -525,6 +619,9 @@ BROKEN_STORES: dict[type[InMemoryStore], str] = {
     TransitionForgetsWriteIds: "transition_repeated_with_its_write_id_returns_the_stored_run",
     CreateForgetsWriteIds: "create_repeated_with_its_write_id_returns_the_stored_run",
     RemembersGivenUpKeys: "create_takes_a_key_its_holder_gave_up",
+    LimitedClaimCountsThenClaims: "racing_limited_claims_never_exceed_the_limit",
+    LimitedClaimKeepsExpiredSlots: "an_expired_keyed_lease_is_revoked_and_its_slot_reused",
+    LimitedClaimDoesNotRevoke: "an_expired_keyed_lease_is_revoked_and_its_slot_reused",
 }
 """Each broken store, and the clause that must fail for it."""
 
@@ -572,3 +669,11 @@ def harness_for(store_class: type[InMemoryStore]) -> type[StoreHarness]:
 # Module-level harnesses, so the runner can load them by "module:Class".
 ClaimIgnoresLiveLeasesHarness = harness_for(ClaimIgnoresLiveLeases)
 TransitionIgnoresRevisionHarness = harness_for(TransitionIgnoresRevision)
+
+
+FLOW_MACHINE_CATCHES: tuple[type[InMemoryStore], ...] = (
+    LimitedClaimCountsThenClaims,
+    LimitedClaimKeepsExpiredSlots,
+    LimitedClaimDoesNotRevoke,
+)
+"""The broken flow-control stores the flow-control state machine alone catches."""

@@ -31,6 +31,7 @@ def test_every_clause_names_its_contract_operation_in_its_docstring() -> None:
         "documents",
         "create",
         "get",
+        "claim_limited",
         "claim",
         "transition",
         "heartbeat",

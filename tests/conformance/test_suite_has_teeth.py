@@ -9,11 +9,13 @@ in ``MACHINE_CATCHES``. A correct store passes every clause.
 from __future__ import annotations
 
 import pytest
-from broken_stores import BROKEN_STORES, MACHINE_CATCHES, harness_for
+from broken_stores import BROKEN_STORES, FLOW_MACHINE_CATCHES, MACHINE_CATCHES, harness_for
 from hypothesis import HealthCheck, Phase, settings
+from hypothesis.stateful import run_state_machine_as_test
 
 from streamline_testing import InMemoryStore
 from streamline_testing.conformance import ClauseResult, list_clauses, run_clause, run_suite
+from streamline_testing.conformance.limits import FlowControlMachine
 from streamline_testing.conformance.suite import CRASH, MACHINE
 
 # Deterministic and quick: a fixed sequence of examples, no shrinking (only
@@ -29,7 +31,8 @@ FIND_ONLY = settings(
 )
 
 
-CLAUSES = [name for name, _ in list_clauses() if name not in (MACHINE, CRASH)]
+FLOW_MACHINE = "flow_control_state_machine"
+CLAUSES = [name for name, _ in list_clauses() if name not in (MACHINE, CRASH, FLOW_MACHINE)]
 
 
 def _failed(results: list[ClauseResult]) -> dict[str, str]:
@@ -96,3 +99,17 @@ def test_the_crash_property_catches_a_store_that_loses_writes() -> None:
 def test_the_crash_property_passes_a_correct_store() -> None:
     result = run_clause(harness_for(InMemoryStore), "crash_recovery", machine_settings=FIND_ONLY)
     assert result.outcome == "passed", result.details
+
+
+@pytest.mark.parametrize("store_class", FLOW_MACHINE_CATCHES, ids=lambda s: s.__name__)
+def test_the_flow_control_machine_alone_catches_each_broken_limited_store(
+    store_class: type[InMemoryStore],
+) -> None:
+    machine = type("Machine", (FlowControlMachine,), {"harness": harness_for(store_class)()})
+    with pytest.raises(AssertionError):
+        run_state_machine_as_test(machine, settings=FIND_ONLY)
+
+
+def test_the_flow_control_machine_passes_a_correct_store() -> None:
+    machine = type("Machine", (FlowControlMachine,), {"harness": harness_for(InMemoryStore)()})
+    run_state_machine_as_test(machine, settings=FIND_ONLY)

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 
-from streamline_core import Engine, StepContext
+from streamline_core import Concurrency, Engine, StepContext
 
 STEPS = ("one", "two", "three")
 
@@ -68,6 +68,39 @@ def build(engine: Engine, db: str, log: str) -> None:
             stamp(log, "E", ctx, f"stubborn-signal={ctx.signal.is_set()}")
 
     engine.workflow("stubborn", steps={"hold": stubborn})
+
+    def limited_step(name: str):  # type: ignore[no-untyped-def]
+        async def handler(ctx: StepContext) -> str:
+            stamp_limited(log, "S", ctx)
+            await asyncio.sleep(0.005)
+            stamp_limited(log, "E", ctx)
+            return name
+
+        return handler
+
+    engine.workflow(
+        "limited",
+        steps={s: limited_step(s) for s in ("a", "b")},
+        concurrency=LIMITED_CONCURRENCY,
+    )
+
+
+def limited_key(value: dict[str, str]) -> str:
+    return value["k"]
+
+
+LIMITED_CONCURRENCY = Concurrency(2, key=limited_key)
+"""Workflow ``limited``: at most 2 runs per input ``k`` execute at once."""
+
+
+def stamp_limited(log: str, kind: str, ctx: StepContext) -> None:
+    """``S|E key run step pid monotonic_ns`` (one O_APPEND line) to ``LOG.limits``."""
+    line = f"{kind} {ctx.input['k']} {ctx.run_id} {ctx.step_id} {os.getpid()} {time.time_ns()}\n"
+    fd = os.open(log + ".limits", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
 
 
 def stamp(log: str, kind: str, ctx: StepContext, token: str) -> None:

@@ -19,6 +19,8 @@ CORE = {
     "streamline_wait_event",
     "streamline_hook",
     "streamline_parent",
+    "streamline_slot",
+    "streamline_rate_slot",
 }
 LISTING = {
     "streamline_created_id",

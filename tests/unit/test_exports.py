@@ -54,6 +54,8 @@ CORE = {
     "ScheduleInfo",
     "Recurrence",
     "Debounce",
+    "Concurrency",
+    "RateLimit",
 }
 
 
