@@ -600,11 +600,11 @@ class _CancelFirst:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    async def create(self, run: WorkflowRun) -> Any:
+    async def create(self, run: WorkflowRun, **options: Any) -> Any:
         if run.parent_run_id is not None and not self.fired:
             self.fired = True
             await self._cancel(run.parent_run_id)
-        return await self._inner.create(run)
+        return await self._inner.create(run, **options)
 
 
 @pytest.mark.parametrize("canceller", ["client", "same engine"])
