@@ -40,6 +40,9 @@ def not_begun(run: WorkflowRun) -> bool:
     )
 
 
+_LIMIT_FIELDS = ("concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_period")
+
+
 async def create_debounced(
     rt: Runtime, run: WorkflowRun, debounce: Debounce
 ) -> tuple[WorkflowRun, bool]:
@@ -69,6 +72,11 @@ async def create_debounced(
                     "next_run_at": due,
                     "updated_at": rt.clock.now(),
                 }
+                # Flow-control keys come from the input: the new input's keys win
+                # (the pending run holds no slot yet, so moving it is safe).
+                for field in _LIMIT_FIELDS:
+                    if getattr(run, field) != getattr(stored, field):
+                        patch[field] = getattr(run, field)
                 return await rt.io.transition(stored.id, stored.revision, patch), False
             # Begun: it gives the key up, and the next create makes the new pending run.
             await rt.io.transition(stored.id, stored.revision, {"idempotency_key": None})

@@ -202,3 +202,25 @@ async def test_starts_racing_a_claim_never_leave_two_pending_runs(env: Env) -> N
     assert len(pending) <= 1
     assert len(claimed) <= 1
     assert len(runs) == len(pending) + len(claimed)
+
+
+async def test_a_fold_takes_the_new_inputs_concurrency_key(env: Env) -> None:
+    from streamline_core import Concurrency
+
+    seen: list[Any] = []
+    async with env.engine() as engine:
+        wf = engine.workflow(
+            "regional",
+            steps={"sync": recorder(seen)},
+            debounce=Debounce(10, key=by_account),
+            concurrency=Concurrency(1, key=lambda value: value["region"]),
+        )
+        first = await wf.start({"account": "a", "region": "eu"})
+        assert first.concurrency_key == "eu"
+        second = await wf.start({"account": "a", "region": "us"})
+        assert second.id == first.id
+        assert second.concurrency_key == "us" and second.concurrency_limit == 1
+        await env.clock.advance(11)
+        done = await wf.wait_for(first.id, timeout=30)
+    assert done.status == RunStatus.DONE
+    assert seen == [{"account": "a", "region": "us"}]
