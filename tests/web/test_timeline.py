@@ -144,8 +144,10 @@ async def test_the_run_page_draws_attempts_and_retry_waits_with_their_errors() -
     async with engine:
         run = await flaky.start()
         await settle(engine)
-        await clock.advance(6)  # attempt 2 fails too: the run waits for attempt 3
-        for _ in range(200):  # a loaded machine may need more than one settle
+        # Attempt 2 (due after the jittered retry delay) fails too: the run then
+        # waits for attempt 3.
+        for _ in range(60):
+            await clock.advance(1)
             await settle(engine)
             now = await engine.runs.get(run.id)
             if now is not None and now.steps[0].attempts >= 2 and now.wait is not None:
