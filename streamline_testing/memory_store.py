@@ -106,7 +106,9 @@ class InMemoryStore:
         candidates = [
             d
             for d in self._docs.values()
-            if d.get("concurrency_key") is None
+            # The status test first: most stored runs have ended, and it is cheapest.
+            if d.get("status") in _CLAIMABLE
+            and d.get("concurrency_key") is None
             and d.get("rate_key") is None
             and self._claimable(d, now, workflows, tenant_id)
         ]
