@@ -293,8 +293,10 @@ class Engine:
     async def migrate_run(
         self, run_id: str, to_version: str, step_map: Mapping[str, str] | None = None
     ) -> WorkflowRun:
-        """Move a run no worker holds onto ``to_version`` of its workflow, in one write:
-        outputs carried by step id (or ``step_map``); see docs/versions.md."""
+        """Move a run no worker holds onto version ``to_version`` of its workflow (one write).
+
+        Done outputs are carried by step id or ``step_map``; see docs/versions.md.
+        """
         return await self._client.migration.migrate_run(run_id, to_version, step_map)
 
     async def resume_hook(self, token: str, payload: Any = None) -> WorkflowRun:
