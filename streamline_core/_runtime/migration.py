@@ -18,6 +18,7 @@ from streamline_core._runtime.creation import Creation, Seed
 from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
+from streamline_core._runtime.slots import run_limits
 from streamline_core.errors import (
     ConflictError,
     InvalidStateError,
@@ -33,6 +34,8 @@ __all__ = ["Migration"]
 
 PAGE = 100
 """Runs read per page by a bulk migration."""
+
+_LIMIT_FIELDS = ("concurrency_key", "concurrency_limit", "rate_key", "rate_limit", "rate_period")
 
 
 class Migration:
@@ -52,7 +55,7 @@ class Migration:
         mapping = check_step_map(
             step_map, [s.step_id for s in run.steps], spec.step_ids, version=spec.version
         )
-        return migration_patch(
+        patch = migration_patch(
             run,
             version=spec.version,
             new_ids=spec.step_ids,
@@ -60,6 +63,13 @@ class Migration:
             now=self._rt.clock.now(),
             lease=None,
         )
+        # The flow control of the new version: which claim leases the run
+        # (claim or claim_limited) follows its keys, so they must be the new ones.
+        limits = run_limits(spec, spec.input_for(run.input)) if spec.limited else {}
+        for field in _LIMIT_FIELDS:
+            if getattr(run, field) != limits.get(field):
+                patch[field] = limits.get(field)
+        return patch
 
     async def _moved(self, run: WorkflowRun) -> None:
         """After a move: stop a stale local drive of the old version, let a worker claim it."""

@@ -8,6 +8,7 @@ import pytest
 
 import streamline_core._runtime.migration as migration
 from streamline_core import (
+    Concurrency,
     Engine,
     ErrorCode,
     InvalidStateError,
@@ -362,3 +363,24 @@ async def test_a_tenant_engine_migrates_only_its_tenants_runs(env: Env) -> None:
     assert await scoped.runs.migrate(workflow_id="flow", from_version="1", to_version="2") == 1
     assert (await _document(env, mine.id))["workflow_version"] == "2"
     assert (await _document(env, theirs.id))["workflow_version"] == "1"
+
+
+@pytest.mark.parametrize("limited_on", ["1", "2"])
+async def test_a_migrated_run_takes_the_flow_control_of_its_new_version(
+    env: Env, limited_on: str
+) -> None:
+    def options(version: str) -> dict[str, Any]:
+        return {"concurrency": Concurrency(1)} if version == limited_on else {}
+
+    async with env.engine() as engine:
+        engine.workflow("flow", steps={"a": _wait_go, "b": _never}, version="1", **options("1"))
+        v2 = engine.workflow(
+            "flow", steps={"a": _wait_go, "b": lambda ctx: "v2"}, version="2", **options("2")
+        )
+        run = await engine.get_workflow("flow", "1").start()
+        await _waiting_at(env, engine, run.id, "a")
+        moved = await engine.migrate_run(run.id, "2")
+        assert (moved.concurrency_key is not None) == (limited_on == "2")
+        assert await engine.emit_event("go", run_id=run.id) == 1
+        done = await v2.wait_for(run.id, timeout=10)
+    assert done.output == "v2"
