@@ -14,7 +14,6 @@ local tasks, and heartbeats its leases.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
 import socket
@@ -291,6 +290,15 @@ class Engine:
             name, data, None if run_id is None else A.run_id(run_id), idempotency_key
         )
 
+    async def migrate_run(
+        self, run_id: str, to_version: str, step_map: Mapping[str, str] | None = None
+    ) -> WorkflowRun:
+        """Move a run no worker holds onto version ``to_version`` of its workflow (one write).
+
+        Done outputs are carried by step id or ``step_map``; see docs/versions.md.
+        """
+        return await self._client.migration.migrate_run(run_id, to_version, step_map)
+
     async def resume_hook(self, token: str, payload: Any = None) -> WorkflowRun:
         """Resume the run waiting on hook ``token`` (see :func:`~streamline_core.resume_hook`).
 
@@ -345,18 +353,8 @@ class Engine:
             await rt.io.close()
 
     def _abandon(self) -> None:
-        """Stop every task of this engine at once, keeping its leases: a simulated crash.
-
-        For crash tests only (the conformance suite's crash property): nothing
-        is released or committed, as when the process dies.
-        """
-        tasks = self._dispatcher.abandon() + self._heartbeats.tasks()
-        if self._worker is not None:
-            tasks.extend(self._worker.abandon())
-        current = asyncio.current_task()
-        for task in tasks:
-            if task is not current and not task.done():
-                task.cancel()
+        """Stop every task at once, keeping the leases: a simulated crash (crash tests only)."""
+        self._client.abandon(self._worker)
 
     async def __aenter__(self) -> Self:
         await self.start()

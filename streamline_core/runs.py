@@ -155,6 +155,39 @@ class Runs:
         """
         return await self._client.control.rewind(A.run_id(run_id), A.text(step_id, "step_id"), None)
 
+    async def migrate(
+        self,
+        *,
+        workflow_id: str,
+        from_version: str,
+        to_version: str,
+        step_map: Mapping[str, str] | None = None,
+    ) -> int:
+        """Move every active run of ``workflow_id`` on ``from_version`` onto ``to_version``.
+
+        Each run moves as :meth:`Engine.migrate_run <streamline_core.Engine.migrate_run>`
+        moves one (one compare-and-set each), paging through the runs. Runs a
+        worker holds now (a live lease) are skipped, and so are runs whose
+        current step has no counterpart in ``to_version``: they stay on
+        ``from_version``; count them with ``find`` and move them one by one.
+
+        Args:
+            workflow_id: The workflow.
+            from_version: The version to move runs off.
+            to_version: A version of the workflow registered on this engine.
+            step_map: Old step id -> new step id, for renamed steps.
+
+        Returns:
+            How many runs moved.
+
+        Raises:
+            WorkflowNotFoundError: ``to_version`` is not registered here.
+            ValidationError: a bad ``step_map`` or the same version twice.
+        """
+        return await self._client.migration.migrate_many(
+            workflow_id, from_version, to_version, step_map
+        )
+
     async def find(
         self,
         *,

@@ -183,6 +183,27 @@ class Workflow:
             start_at=start_at,
         )
 
+    async def fork(
+        self, run_id: str, from_step: str, *, step_map: Mapping[str, str] | None = None
+    ) -> WorkflowRun:
+        """Start a NEW run of this workflow and version from ``from_step``, seeded by ``run_id``.
+
+        The source run (of this workflow, any version; left untouched) gives
+        its input, context and the outputs of the steps before ``from_step``,
+        matched by step id or through ``step_map`` (old step id -> step id
+        here); a step before ``from_step`` with no done counterpart is recorded
+        ``skipped``. ``meta`` is the source's plus ``meta["forked_from"] = run_id``.
+        The new run is ``running`` at ``from_step``: a started engine runs it
+        at once, as after :meth:`start`.
+
+        Raises:
+            StepNotFoundError: this version has no step ``from_step``.
+            WorkflowNotFoundError: no such run of this workflow.
+            ValidationError: a bad ``step_map``, or input this version refuses.
+        """
+        await self._client.autostart()
+        return await self._client.migration.fork(self.spec, run_id, from_step, step_map)
+
     async def execute(self, run_id: str) -> WorkflowRun:
         """Drive the run in this process until it suspends or ends; returns it as stored."""
         return await self._client.dispatcher.execute(A.run_id(run_id), self.name)

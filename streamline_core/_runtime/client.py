@@ -8,6 +8,7 @@ calls that are its own (autostart and shutdown).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from streamline_core._runtime.delivery import Delivery
 from streamline_core._runtime.dispatch import Dispatcher
 from streamline_core._runtime.executor import Executor
 from streamline_core._runtime.heartbeats import Heartbeats
+from streamline_core._runtime.migration import Migration
 from streamline_core._runtime.outcomes import Outcomes
 from streamline_core._runtime.reads import Reads
 from streamline_core._runtime.runtime import Runtime
 from streamline_core._runtime.sweeper import Sweeper
 from streamline_core._runtime.triggers import Triggers
+from streamline_core._runtime.worker import Worker
 
 __all__ = ["Client"]
 
@@ -41,6 +44,7 @@ class Client:
         dispatcher: Local execution (``execute``, claimed runs, drain).
         heartbeats: Lease renewal of the runs in flight.
         sweeper: Retention deletes (``runs.prune``).
+        migration: Version moves (``migrate_run``, ``runs.migrate``) and forks.
         autostart: Starts the engine's worker on the first ``start`` when it is
             configured to (a no-op otherwise).
         shutdown: The engine's shutdown.
@@ -54,6 +58,7 @@ class Client:
     dispatcher: Dispatcher
     heartbeats: Heartbeats
     sweeper: Sweeper
+    migration: Migration
     autostart: Callable[[], Awaitable[None]]
     shutdown: Callable[[], Awaitable[None]]
 
@@ -91,9 +96,24 @@ class Client:
             dispatcher=dispatcher,
             heartbeats=heartbeats,
             sweeper=Sweeper(rt),
+            migration=Migration(rt, reads, dispatcher, creation),
             autostart=autostart,
             shutdown=shutdown,
         )
+
+    def abandon(self, worker: Worker | None) -> None:
+        """Stop every task of this engine at once, keeping its leases: a simulated crash.
+
+        For crash tests only (the conformance suite's crash property): nothing
+        is released or committed, as when the process dies.
+        """
+        tasks = self.dispatcher.abandon() + self.heartbeats.tasks()
+        if worker is not None:
+            tasks.extend(worker.abandon())
+        current = asyncio.current_task()
+        for task in tasks:
+            if task is not current and not task.done():
+                task.cancel()
 
 
 def _judge_leases_by_engine_clock(rt: Runtime) -> None:

@@ -10,6 +10,7 @@ dispatcher drives it.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,7 +23,16 @@ from streamline_core.errors import ValidationError
 from streamline_core.run import Lease, RunStatus, StepState, StepStatus, WorkflowRun, new_run_id
 from streamline_core.workflow_spec import WorkflowSpec
 
-__all__ = ["Creation"]
+__all__ = ["Creation", "Seed"]
+
+
+@dataclass(frozen=True)
+class Seed:
+    """What a fork starts from instead of a fresh run: its context, step records and cursor."""
+
+    context: dict[str, Any]
+    steps: list[StepState]
+    cursor: str
 
 
 class Creation:
@@ -46,6 +56,7 @@ class Creation:
         parent_run_id: str | None = None,
         parent_step_id: str | None = None,
         detached: bool = False,
+        seed: Seed | None = None,
     ) -> WorkflowRun:
         """Store a new run of ``spec`` (or return the active run holding ``idempotency_key``).
 
@@ -55,7 +66,8 @@ class Creation:
         propagates, so a derived id is created once (child runs rely on it). A workflow with a
         ``Debounce`` (and no derived id) folds the start into its bucket's
         pending run (:mod:`~streamline_core._runtime.debouncing`), whose key
-        supersedes ``idempotency_key``.
+        supersedes ``idempotency_key``. A ``seed`` (a fork) gives the context,
+        step records and cursor instead of the first step of a fresh context.
 
         Raises:
             ValidationError: input, meta or context is invalid; nothing is stored.
@@ -66,10 +78,10 @@ class Creation:
             stored_meta = to_json_value(dict(meta or {}), "meta")
         except (Unstorable, TypeError, ValueError) as exc:
             raise ValidationError(f"meta is not JSON-compatible: {exc}") from None
-        debounce = spec.debounce if run_id is None else None
+        debounce = spec.debounce if run_id is None and seed is None else None
         if debounce is not None:
             idempotency_key = debounce.bucket(spec.input_for(stored_input))
-        context = await spec.build_context(stored_input)
+        context = seed.context if seed is not None else await spec.build_context(stored_input)
         limits = run_limits(spec, spec.input_for(stored_input)) if spec.limited else {}
         now = rt.clock.now()
         due = now if start_at is None or start_at <= now else start_at
@@ -78,10 +90,13 @@ class Creation:
         # A flow-controlled run is leased only by the store's claim_limited: the
         # local worker claims it at once (add_timer below wakes it).
         local = due == now and rt.can_take_locally() and not spec.limited
-        first = spec.steps[0].step_id
-        steps = [StepState(step_id=s.step_id) for s in spec.steps]
+        first = spec.steps[0].step_id if seed is None else seed.cursor
+        steps = (
+            [StepState(step_id=s.step_id) for s in spec.steps] if seed is None else [*seed.steps]
+        )
         if local:
-            steps[0] = StepState(step_id=first, status=StepStatus.RUNNING, started_at=now)
+            at = 0 if seed is None else spec.step_ids.index(first)
+            steps[at] = StepState(step_id=first, status=StepStatus.RUNNING, started_at=now)
         run = WorkflowRun(
             id=run_id or new_run_id(now),
             workflow_id=spec.name,
