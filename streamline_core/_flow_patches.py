@@ -25,6 +25,7 @@ __all__ = [
     "cancel_and_compensate",
     "step_compensated",
     "end_compensation",
+    "abandon_compensation",
 ]
 
 
@@ -116,11 +117,13 @@ def start_compensation(
     The run stays ``running`` (claimable at once, leased to ``lease`` when
     given) with ``compensation = "pending"`` and each of ``steps`` marked
     ``pending``; its error is kept: the saga's end writes the final status.
+    Its takeovers count from zero again: the saga has ``max_recoveries`` of its own.
     """
     patch.update(
         {
             "status": RunStatus.RUNNING.value,
             "compensation": "pending",
+            "recoveries": 0,
             "ended_at": None,
             "lease": lease,
             "next_run_at": now,
@@ -212,3 +215,18 @@ def end_compensation(run: WorkflowRun, now: datetime) -> dict[str, Any]:
         "next_run_at": None,
         "wait": None,
     }
+
+
+def abandon_compensation(run: WorkflowRun, now: datetime) -> dict[str, Any]:
+    """End a saga whose workers keep dying: its pending compensations are recorded failed.
+
+    The run ends as :func:`end_compensation` ends it, with ``compensation = "failed"``.
+    """
+    patch: dict[str, Any] = {
+        f"steps.{j}.compensation": "failed"
+        for j, step in enumerate(run.steps)
+        if step.compensation == "pending"
+    }
+    patch.update(end_compensation(run, now))
+    patch["compensation"] = "failed"
+    return patch

@@ -108,6 +108,13 @@ class Dispatcher:
             ):
                 await self._dead_letter(run)
                 continue
+            if (
+                run.recoveries > rt.max_recoveries
+                and run.status == RunStatus.RUNNING
+                and run.compensation == "pending"
+            ):
+                await self._give_up_saga(run)  # its compensations keep killing workers
+                continue
             if rt.registry.for_run(run) is None:
                 # Only a store ignoring claim's versions gets here; the run stays
                 # leased until the lease expires, so nobody spins on it.
@@ -173,6 +180,21 @@ class Dispatcher:
         rt.counters.dead_lettered += 1
         if done.compensation == "pending":
             self.dispatch(done)  # its saga runs here, on the lease it keeps
+        await rt.events.ended(done)
+
+    async def _give_up_saga(self, run: WorkflowRun) -> None:
+        rt = self._rt
+        try:
+            done = await rt.io.transition(
+                run.id,
+                run.revision,
+                F.abandon_compensation(run, rt.clock.now()),
+                owner=rt.worker_id,
+            )
+        except StoreError as exc:
+            await rt.events.emit("engine:error", run_id=run.id, error=exc)
+            return
+        rt.counters.dead_lettered += 1
         await rt.events.ended(done)
 
     async def execute(self, run_id: str, workflow_id: str | None) -> WorkflowRun:

@@ -341,3 +341,42 @@ async def test_cancel_with_compensate_on_cancel_stops_an_executing_step_first(en
     assert order.calls == {"refund": 1, "release": 1}
     assert shipped == []
     assert done.steps[2].status != StepStatus.DONE
+
+
+async def test_a_saga_whose_compensations_keep_killing_workers_ends_failed(env: Env) -> None:
+    async def reserve(ctx: StepContext) -> str:
+        return "R1"
+
+    async def release(ctx: StepContext) -> None:
+        await asyncio.Event().wait()  # the worker "dies" in here, every time
+
+    async def ship(ctx: StepContext) -> None:
+        raise RuntimeError("truck on fire")
+
+    steps = {
+        "reserve": StepConfig(reserve, compensate=release),
+        "ship": StepConfig(ship, retries=1),
+    }
+    first = env.engine(worker_id="w0", lease=10, max_recoveries=1)
+    await first.start()
+    run = await first.workflow("doomed-saga", steps=steps).start()
+    await settle_until(env, stored(env, run.id, lambda r: r.compensation == "pending"))
+    assert (await env.store.get(run.id)).recoveries == 0  # type: ignore[union-attr]
+    first._abandon()
+    for i in (1, 2):
+        w = env.engine(worker_id=f"w{i}", lease=10, max_recoveries=1)
+        w.workflow("doomed-saga", steps=steps)
+        await w.start()
+        await env.clock.advance(11)
+        await env.settle()
+        if i == 1:
+            await settle_until(
+                env, stored(env, run.id, lambda r: r.lease is not None and r.lease.owner == "w1")
+            )
+            w._abandon()
+    final = await env.engine().workflow("doomed-saga", steps=steps).wait_for(run.id, timeout=10)
+    assert final.status == RunStatus.FAILED
+    assert final.compensation == "failed"
+    assert final.steps[0].compensation == "failed"
+    assert final.error is not None and "truck on fire" in final.error.message
+    assert final.lease is None
