@@ -27,6 +27,16 @@ async def _noop(ctx: StepContext) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pickup_ms(out: Path, started: dict[str, float]) -> list[float]:
+    """Milliseconds from each run's start to its first step, from a worker's
+    ``run_id epoch_seconds`` lines in ``out`` and the client's start times."""
+    lat = []
+    for line in out.read_text().splitlines():
+        run_id, at = line.split()
+        lat.append((float(at) - started[run_id]) * 1000)
+    return lat
+
+
 def measure(
     n: int = 40, seed: int = 1, gap: tuple[float, float] = (0.2, 2.5), tail: float = 2.0
 ) -> dict[str, float]:
@@ -68,10 +78,7 @@ def _measure(
     asyncio.run(client())
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=10)
-    lat = []
-    for line in out.read_text().splitlines():
-        run_id, at = line.split()
-        lat.append((float(at) - started[run_id]) * 1000)
+    lat = pickup_ms(out, started)
     return {
         "runs": len(lat),
         "p50_ms": percentile(lat, 50),

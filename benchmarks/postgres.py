@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.figures import Figure, percentile, progress
+from benchmarks.pickup import pickup_ms
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "STREAMLINE_BENCH_POSTGRES_URL"
@@ -135,10 +136,7 @@ def pickup(
         asyncio.run(client())
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=15)
-        lat = []
-        for line in out.read_text().splitlines():
-            run_id, at = line.split()
-            lat.append((float(at) - started[run_id]) * 1000)
+        lat = pickup_ms(out, started)
     return {
         "runs": len(lat),
         "p50_ms": percentile(lat, 50),

@@ -52,6 +52,20 @@ def _filter(values: Mapping[str, Any] | None, what: str) -> dict[str, Any] | Non
     return out
 
 
+def _finished(
+    status: RunStatus | str | Sequence[RunStatus | str], verb: str
+) -> tuple[RunStatus, ...]:
+    """``status`` as finished statuses (at least one), for ``delete`` and ``prune``."""
+    statuses = _statuses(status)
+    listed = (statuses,) if isinstance(statuses, RunStatus) else tuple(statuses or ())
+    if not listed:
+        raise ValidationError(f"status must name at least one finished status to be {verb}")
+    bad = [s.value for s in listed if s not in TERMINAL_STATUSES]
+    if bad:
+        raise ValidationError(f"only finished runs can be {verb}, not {bad}")
+    return listed
+
+
 class Runs:
     """Queries over runs. Never accepts raw backend query documents."""
 
@@ -276,13 +290,7 @@ class Runs:
         ``updated_before``, ``run_ids`` or both; an active run named in
         ``run_ids`` is left alone (it does not match ``status``).
         """
-        statuses = _statuses(status)
-        if not statuses:
-            raise ValidationError("status must name at least one finished status to delete")
-        listed = (statuses,) if isinstance(statuses, RunStatus) else statuses
-        bad = [s.value for s in listed if s not in TERMINAL_STATUSES]
-        if bad:
-            raise ValidationError(f"only finished runs can be deleted, not {bad}")
+        listed = _finished(status, "deleted")
         A.optional_aware_datetime(updated_before, "updated_before")
         ids = None if run_ids is None else A.names(run_ids, "run_ids")
         if updated_before is None and not ids:
@@ -322,13 +330,7 @@ class Runs:
         Raises:
             ValidationError: An active status, or a negative age.
         """
-        statuses = _statuses(status)
-        listed = (statuses,) if isinstance(statuses, RunStatus) else tuple(statuses or ())
-        if not listed:
-            raise ValidationError("status must name at least one finished status to prune")
-        bad = [s.value for s in listed if s not in TERMINAL_STATUSES]
-        if bad:
-            raise ValidationError(f"only finished runs can be pruned, not {bad}")
+        listed = _finished(status, "pruned")
         age = seconds(older_than, "older_than")
         if age is None or age < 0:
             raise ValidationError(f"older_than must be a duration >= 0, got {older_than!r}")

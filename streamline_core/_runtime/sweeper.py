@@ -17,11 +17,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from streamline_core._runtime.runtime import Runtime
 from streamline_core.errors import StoreError
-from streamline_core.run import RunStatus, WorkflowRun
+from streamline_core.run import RunStatus
 from streamline_core.store import RunQuery
 
 __all__ = ["Sweeper"]
@@ -66,7 +66,8 @@ class Sweeper:
                     limit=batch_size,
                 )
             )
-            batch = [r for r in page.items if _ended(r) < cutoff]
+            # A finished run is last written when it ends, so updated_at is its end.
+            batch = page.items
             if not batch:
                 break
             failures = await rt.plugins.archive(batch)
@@ -121,7 +122,3 @@ class Sweeper:
                 log.exception("retention sweep failed")
                 await rt.events.emit("engine:error", error=exc)
             await rt.clock.sleep(retention.interval)
-
-
-def _ended(run: WorkflowRun) -> datetime:
-    return run.ended_at or run.updated_at

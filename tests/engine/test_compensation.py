@@ -77,6 +77,22 @@ class Order:
         }
 
 
+async def take_over_twice(env: Env, run_id: str, name: str, steps: dict[str, Any]) -> None:
+    """Worker w1 takes the run over from a dead worker and dies too; then w2 takes it
+    (both with ``max_recoveries=1``, so w2's takeover is one too many)."""
+    for i in (1, 2):
+        w = env.engine(worker_id=f"w{i}", lease=10, max_recoveries=1)
+        w.workflow(name, steps=steps)
+        await w.start()
+        await env.clock.advance(11)
+        await env.settle()
+        if i == 1:
+            await settle_until(
+                env, stored(env, run_id, lambda r: r.lease is not None and r.lease.owner == "w1")
+            )
+            w._abandon()
+
+
 async def test_a_failed_run_compensates_its_done_steps_in_reverse(env: Env) -> None:
     order = Order()
     events: list[tuple[str, str | None]] = []
@@ -204,17 +220,7 @@ async def test_a_dead_lettered_run_is_compensated(env: Env) -> None:
     run = await first.workflow("poison", steps=steps).start()
     await settle_until(env, stored(env, run.id, lambda r: r.current_step_id == "ship"))
     first._abandon()
-    for i in (1, 2):
-        w = env.engine(worker_id=f"w{i}", lease=10, max_recoveries=1)
-        w.workflow("poison", steps=steps)
-        await w.start()
-        await env.clock.advance(11)
-        await env.settle()
-        if i == 1:
-            await settle_until(
-                env, stored(env, run.id, lambda r: r.lease is not None and r.lease.owner == "w1")
-            )
-            w._abandon()
+    await take_over_twice(env, run.id, "poison", steps)
     final = await env.engine().workflow("poison", steps=steps).wait_for(run.id, timeout=10)
     assert final.status == RunStatus.FAILED
     assert final.error is not None and final.error.code == ErrorCode.DEAD_LETTERED
@@ -363,17 +369,7 @@ async def test_a_saga_whose_compensations_keep_killing_workers_ends_failed(env: 
     await settle_until(env, stored(env, run.id, lambda r: r.compensation == "pending"))
     assert (await env.store.get(run.id)).recoveries == 0  # type: ignore[union-attr]
     first._abandon()
-    for i in (1, 2):
-        w = env.engine(worker_id=f"w{i}", lease=10, max_recoveries=1)
-        w.workflow("doomed-saga", steps=steps)
-        await w.start()
-        await env.clock.advance(11)
-        await env.settle()
-        if i == 1:
-            await settle_until(
-                env, stored(env, run.id, lambda r: r.lease is not None and r.lease.owner == "w1")
-            )
-            w._abandon()
+    await take_over_twice(env, run.id, "doomed-saga", steps)
     final = await env.engine().workflow("doomed-saga", steps=steps).wait_for(run.id, timeout=10)
     assert final.status == RunStatus.FAILED
     assert final.compensation == "failed"
